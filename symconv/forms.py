@@ -1,0 +1,229 @@
+"""Closed forms: SymPy entries in NumPy object arrays -> the textbook operations (correlate, rot180, dilate, pad, ...).
+
+2-D maps are ``numpy`` arrays of SymPy expressions, which gives NumPy's slicing for rot180, dilation and padding
+while every entry stays exact. The 4-D layer forms sum the 2-D ones over channels and batch as the layer does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .spec import ConvSpec, Pair
+
+__all__ = [
+    "rot180",
+    "dilate",
+    "pad",
+    "correlate",
+    "convolve",
+    "layer_kernel",
+    "forward",
+    "forward_by_the_other_operation",
+    "grad_weight",
+    "grad_input",
+    "grad_bias",
+    "upsample",
+    "matrix",
+]
+
+ZERO = sp.S.Zero
+
+
+def matrix(rows: list[list[object]]) -> np.ndarray:
+    """A 2-D object array of SymPy entries.
+
+    >>> x, y = sp.symbols("x y")
+    >>> rot180(matrix([[x, y], [0, 1]]))
+    array([[1, 0],
+           [y, x]], dtype=object)
+    """
+    out = np.empty((len(rows), len(rows[0])), dtype=object)
+    out[:] = [[sp.sympify(v) for v in row] for row in rows]
+    return out
+
+
+def _zeros(shape: tuple[int, ...]) -> np.ndarray:
+    return np.full(shape, ZERO, dtype=object)
+
+
+def rot180(m: np.ndarray) -> np.ndarray:
+    """Rotate a map by 180 degrees (flip both axes)."""
+    return m[::-1, ::-1]
+
+
+def dilate(m: np.ndarray, factor: Pair) -> np.ndarray:
+    """Insert ``factor - 1`` zeros between neighbouring entries (upsampling a gradient, dilating a kernel).
+
+    >>> dilate(matrix([[1, 2]]), (1, 2))
+    array([[1, 0, 2]], dtype=object)
+    """
+    out = _zeros(((m.shape[0] - 1) * factor[0] + 1, (m.shape[1] - 1) * factor[1] + 1))
+    out[:: factor[0], :: factor[1]] = m
+    return out
+
+
+def pad(m: np.ndarray, before: Pair, after: Pair) -> np.ndarray:
+    """Surround with zeros; a negative amount crops instead.
+
+    >>> pad(matrix([[1, 2, 3]]), (1, 0), (0, -1))
+    array([[0, 0],
+           [1, 2]], dtype=object)
+    """
+    crop = m[max(-before[0], 0) : m.shape[0] - max(-after[0], 0), max(-before[1], 0) : m.shape[1] - max(-after[1], 0)]
+    top, left, bottom, right = (max(v, 0) for v in (*before, *after))
+    out = _zeros((crop.shape[0] + top + bottom, crop.shape[1] + left + right))
+    out[top : top + crop.shape[0], left : left + crop.shape[1]] = crop
+    return out
+
+
+def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> sp.Expr:
+    # Zero factors are skipped rather than multiplied: padding and dilation make most of them zero.
+    return sp.Add(
+        *(
+            k[r, s] * x[i0 + r, j0 + s]
+            for r in range(k.shape[0])
+            for s in range(k.shape[1])
+            if k[r, s] is not ZERO and x[i0 + r, j0 + s] is not ZERO
+        )
+    )
+
+
+def correlate(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
+    """Valid cross-correlation: out_ij = Σ_mn k_mn x_(i·s+m)(j·s+n), the deep-learning "convolution".
+
+    >>> correlate(matrix([[1, 2, 3]]), matrix([[1, 10]]))
+    array([[21, 32]], dtype=object)
+    """
+    if k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]:
+        raise ValueError(f"kernel {k.shape} is larger than the map {x.shape}")
+    rows = (x.shape[0] - k.shape[0]) // stride[0] + 1
+    cols = (x.shape[1] - k.shape[1]) // stride[1] + 1
+    out = _zeros((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = _window_sum(x, k, i * stride[0], j * stride[1])
+    return out
+
+
+def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
+    """Valid true convolution, out_ij = Σ_mn k_mn x_(i·s+K-1-m)(j·s+K-1-n): the kernel walks backwards.
+
+    >>> convolve(matrix([[1, 2, 3]]), matrix([[1, 10]]))
+    array([[12, 23]], dtype=object)
+    """
+    if k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]:
+        raise ValueError(f"kernel {k.shape} is larger than the map {x.shape}")
+    rows = (x.shape[0] - k.shape[0]) // stride[0] + 1
+    cols = (x.shape[1] - k.shape[1]) // stride[1] + 1
+    R, S = k.shape
+    out = _zeros((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = sp.Add(
+                *(
+                    k[r, s] * x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s]
+                    for r in range(R)
+                    for s in range(S)
+                    if k[r, s] is not ZERO
+                )
+            )
+    return out
+
+
+def layer_kernel(spec: ConvSpec, f: np.ndarray) -> np.ndarray:
+    """The map the layer correlates with: the filter dilated, and rotated by 180 degrees for true convolution."""
+    kernel = dilate(f, spec.dilation)
+    return rot180(kernel) if spec.flip else kernel
+
+
+def _padded_input(spec: ConvSpec, x: np.ndarray) -> np.ndarray:
+    return pad(x, spec.padding, spec.padding)
+
+
+def forward(spec: ConvSpec, X: np.ndarray, F: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """O[n,k] = Σ_c Correlation(pad(X[n,c], p), kernel(F[k,c]), stride s) + b_k."""
+    O = _zeros(spec.output_shape)
+    for n in range(spec.batch):
+        for k in range(spec.out_channels):
+            total = sum(
+                (correlate(_padded_input(spec, X[n, c]), layer_kernel(spec, F[k, c]), spec.stride) for c in range(spec.in_channels)),
+                _zeros(spec.output_size),
+            )
+            O[n, k] = total + b[k]
+    return O
+
+
+def forward_by_the_other_operation(spec: ConvSpec, X: np.ndarray, F: np.ndarray) -> np.ndarray:
+    """The layer without bias, by the operation it is not: cross-correlation and true convolution each equal
+    the other with the kernel rotated by 180 degrees."""
+    other = correlate if spec.flip else convolve
+    O = _zeros(spec.output_shape)
+    for n, k in np.ndindex(spec.batch, spec.out_channels):
+        O[n, k] = sum(
+            (
+                other(_padded_input(spec, X[n, c]), rot180(dilate(F[k, c], spec.dilation)), spec.stride)
+                for c in range(spec.in_channels)
+            ),
+            _zeros(spec.output_size),
+        )
+    return O
+
+
+def grad_weight(spec: ConvSpec, X: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """dE/dF[k,c] = Σ_n Correlation(pad(X[n,c], p), dilate(G[n,k], s)), cropped to the effective kernel.
+
+    The correlation is a+k_eff wide, a the leftover; the effective kernel's gradient is its first k_eff rows and
+    columns, and a dilated filter's own taps sit every d entries of it (rotated back for true convolution).
+    """
+    eh, ew = spec.effective_kernel
+    dh, dw = spec.dilation
+    out = _zeros(spec.weight_shape)
+    for k in range(spec.out_channels):
+        for c in range(spec.in_channels):
+            full = sum(
+                (correlate(_padded_input(spec, X[n, c]), dilate(G[n, k], spec.stride)) for n in range(spec.batch)),
+                _zeros((eh + spec.leftover[0], ew + spec.leftover[1])),
+            )
+            effective = full[:eh, :ew]
+            out[k, c] = (rot180(effective) if spec.flip else effective)[::dh, ::dw]
+    return out
+
+
+def grad_input(spec: ConvSpec, F: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """dE/dX[n,c] = Σ_k Correlation(pad(dilate(G[n,k], s), k_eff-1-p, k_eff-1-p+a), rot180(kernel(F[k,c]))).
+
+    This is the textbooks' "full convolution of the output gradient with the filter rotated by 180 degrees";
+    for stride > 1 the gradient is first dilated (s-1 zeros between entries), and a negative pad crops.
+    """
+    eh, ew = spec.effective_kernel
+    (ph, pw), (ah, aw) = spec.padding, spec.leftover
+    before, after = (eh - 1 - ph, ew - 1 - pw), (eh - 1 - ph + ah, ew - 1 - pw + aw)
+    out = _zeros(spec.input_shape)
+    for n in range(spec.batch):
+        for c in range(spec.in_channels):
+            out[n, c] = sum(
+                (
+                    correlate(pad(dilate(G[n, k], spec.stride), before, after), rot180(layer_kernel(spec, F[k, c])))
+                    for k in range(spec.out_channels)
+                ),
+                _zeros(spec.input_size),
+            )
+    return out
+
+
+def grad_bias(spec: ConvSpec, G: np.ndarray) -> np.ndarray:
+    """dE/db_k = Σ_(n,i,j) G[n,k,i,j]."""
+    out = _zeros((spec.out_channels,))
+    for k in range(spec.out_channels):
+        out[k] = sp.Add(*G[:, k].flat)
+    return out
+
+
+def upsample(spec: ConvSpec, G: np.ndarray) -> np.ndarray:
+    """The stride-s output gradient as the stride-1 layer's: dilated by s, then a zero rows/columns appended."""
+    out = _zeros((spec.batch, spec.out_channels, *spec.with_stride(1).output_size))
+    for n in range(spec.batch):
+        for k in range(spec.out_channels):
+            out[n, k] = pad(dilate(G[n, k], spec.stride), (0, 0), spec.leftover)
+    return out
