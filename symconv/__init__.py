@@ -1,8 +1,10 @@
 """symconv: derive, prove, print and generate the backward pass of convolution layers, for any shape."""
 
+from . import forms
 from .derive import Derivation, derive
+from .prove import Proof, ProofReport, check, prove
 from .spec import ConvSpec
 
 __version__ = "0.1.0"
 
-__all__ = ["ConvSpec", "Derivation", "derive"]
+__all__ = ["ConvSpec", "Derivation", "derive", "prove", "check", "Proof", "ProofReport"]

@@ -1,0 +1,148 @@
+"""Command line: ``symconv <command> <spec flags>`` -> the derivation, proofs, LaTeX or kernels on stdout or disk.
+
+Bad arguments and impossible shapes exit with status 2 and one line naming the problem, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, NoReturn, Sequence
+
+from .derive import derive
+from .prove import prove
+from .spec import ConvSpec
+from .text import derivation_text
+
+__all__ = ["main", "parse_pair", "spec_from_args"]
+
+
+class UsageError(Exception):
+    """A command-line mistake: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_pair(text: str) -> tuple[int, int]:
+    """``"3x3"`` or ``"3"`` -> (3, 3); ``"2x1"`` -> (2, 1).
+
+    >>> parse_pair("6x4"), parse_pair("2")
+    ((6, 4), (2, 2))
+    """
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"expected N or HxW with integers, got {text!r}")
+    values = [int(p) for p in parts]
+    return (values[0], values[-1])
+
+
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe one layer, shared by every command."""
+    g = parser.add_argument_group("layer")
+    g.add_argument("--input", type=parse_pair, default=(3, 3), metavar="HxW", help="input size (default 3x3)")
+    g.add_argument("--kernel", type=parse_pair, default=(2, 2), metavar="RxS", help="kernel size (default 2x2)")
+    g.add_argument("--stride", type=parse_pair, default=(1, 1), metavar="S|SHxSW", help="stride (default 1)")
+    g.add_argument("--padding", type=parse_pair, default=(0, 0), metavar="P|PHxPW", help="zero padding (default 0)")
+    g.add_argument("--dilation", type=parse_pair, default=(1, 1), metavar="D|DHxDW", help="dilation (default 1)")
+    g.add_argument("--channels", type=int, default=1, metavar="C", help="input channels (default 1)")
+    g.add_argument("--filters", type=int, default=1, metavar="K", help="output channels (default 1)")
+    g.add_argument("--batch", type=int, default=1, metavar="N", help="images per batch (default 1)")
+    g.add_argument("--convolution", action="store_true", help="true convolution (kernel rotated 180 degrees)")
+    g.add_argument("--zero-based", action="store_true", help="name entries from 0 (X_00) instead of 1 (X_11)")
+
+
+def spec_from_args(args: argparse.Namespace) -> ConvSpec:
+    try:
+        return _spec(args)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _spec(args: argparse.Namespace) -> ConvSpec:
+    return ConvSpec(
+        input_size=args.input,
+        kernel_size=args.kernel,
+        stride=args.stride,
+        padding=args.padding,
+        dilation=args.dilation,
+        in_channels=args.channels,
+        out_channels=args.filters,
+        batch=args.batch,
+        flip=args.convolution,
+    )
+
+
+def _index_base(args: argparse.Namespace) -> int:
+    return 0 if args.zero_based else 1
+
+
+def _cmd_derive(args: argparse.Namespace) -> int:
+    print(derivation_text(derive(spec_from_args(args), _index_base(args)), max_entries=args.max_entries))
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    report = prove(derive(spec_from_args(args), _index_base(args)))
+    print(report)
+    return 0 if report.holds else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    d = derive(spec_from_args(args), _index_base(args))
+    print(derivation_text(d, max_entries=args.max_entries))
+    print()
+    report = prove(d)
+    print(report)
+    return 0 if report.holds else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import symbolic_table
+
+    print(symbolic_table(quick=args.quick))
+    return 0
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="symconv", description="Derive, prove, print and generate convolution backpropagation.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, run: Command, help: str, spec_flags: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        if spec_flags:
+            add_spec_flags(sub)
+        sub.set_defaults(run=run)
+        return sub
+
+    for name, run, help in (
+        ("derive", _cmd_derive, "print the forward equations, the chain rule and the gradients"),
+        ("demo", _cmd_demo, "the textbook walk-through: derive, then prove (default 3x3 input, 2x2 kernel)"),
+    ):
+        sub = command(name, run, help)
+        sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
+    command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
+    bench = command("bench", _cmd_bench, "time the symbolic derivation and proof per size", spec_flags=False)
+    bench.add_argument("--symbolic", action="store_true", help="the symbolic benchmark (the default for now)")
+    bench.add_argument("--quick", action="store_true", help="small sizes only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.run(args))
+    except UsageError as error:
+        print(f"symconv: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

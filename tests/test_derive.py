@@ -1,0 +1,125 @@
+import pytest
+import sympy as sp
+
+from symconv import ConvSpec, derive
+from symconv.symbols import entries, positions
+
+TEXTBOOK = ConvSpec((3, 3), (2, 2))
+S = sp.Symbol
+
+
+def sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def products(line: str) -> set[tuple[str, str]]:
+    """'F_{11} X_{11} + F_{12} X_{12}' -> {('F_{11}', 'X_{11}'), ...}"""
+    return {tuple(term.split()) for term in line.split(" + ")}
+
+
+# The published equations of the 3x3 / 2x2 example (seed 001), written as in the source.
+PUBLISHED_FORWARD = {
+    (0, 0): "F_{11} X_{11} + F_{12} X_{12} + F_{21} X_{21} + F_{22} X_{22}",
+    (0, 1): "F_{11} X_{12} + F_{12} X_{13} + F_{21} X_{22} + F_{22} X_{23}",
+    (1, 0): "F_{11} X_{21} + F_{12} X_{22} + F_{21} X_{31} + F_{22} X_{32}",
+    (1, 1): "F_{11} X_{22} + F_{12} X_{23} + F_{21} X_{32} + F_{22} X_{33}",
+}
+PUBLISHED_GRAD_WEIGHT = {
+    (0, 0): "O_{11} X_{11} + O_{12} X_{12} + O_{21} X_{21} + O_{22} X_{22}",
+    (0, 1): "O_{11} X_{12} + O_{12} X_{13} + O_{21} X_{22} + O_{22} X_{23}",
+    (1, 0): "O_{11} X_{21} + O_{12} X_{22} + O_{21} X_{31} + O_{22} X_{32}",
+    (1, 1): "O_{11} X_{22} + O_{12} X_{23} + O_{21} X_{32} + O_{22} X_{33}",
+}
+# dE/dX_ij = sum over the four outputs of dE/dO_p * (F_mn or 0), zero terms included (001's f_12 read as F_12).
+PUBLISHED_GRAD_INPUT = {
+    (0, 0): ["F_{11}", "0", "0", "0"],
+    (0, 1): ["F_{12}", "F_{11}", "0", "0"],
+    (0, 2): ["0", "F_{12}", "0", "0"],
+    (1, 0): ["F_{21}", "0", "F_{11}", "0"],
+    (1, 1): ["F_{22}", "F_{21}", "F_{12}", "F_{11}"],
+    (1, 2): ["0", "F_{22}", "0", "F_{12}"],
+    (2, 0): ["0", "0", "F_{21}", "0"],
+    (2, 1): ["0", "0", "F_{22}", "F_{21}"],
+    (2, 2): ["0", "0", "0", "F_{22}"],
+}
+
+
+def test_textbook_forward_equations_are_the_published_ones():
+    d = derive(TEXTBOOK)
+    assert d.output.shape == (1, 1, 2, 2)
+    for (i, j), line in PUBLISHED_FORWARD.items():
+        expected = sp.Add(*(sym(f) * sym(x) for f, x in products(line)), sym("b"))
+        assert d.output[0, 0, i, j] == expected
+        assert [sp.sstr(t) for t in d.forward_terms((0, 0, i, j))[:-1]] == [f"{f}*{x}" for f, x in
+                                                                          (t.split() for t in line.split(" + "))]
+
+
+def test_textbook_filter_gradient_is_the_published_one():
+    d = derive(TEXTBOOK)
+    for (m, n), line in PUBLISHED_GRAD_WEIGHT.items():
+        expected = sp.Add(*(sym("dE/d" + o) * sym(x) for o, x in products(line)))
+        assert d.grad_weight[0, 0, m, n] == expected
+        chain = d.chain_rule("weight", (0, 0, m, n))
+        assert len(chain) == 4 and all(t.local != 0 for t in chain)
+
+
+def test_textbook_input_gradient_has_the_published_nine_equations_with_zero_terms():
+    d = derive(TEXTBOOK)
+    outputs = ["O_{11}", "O_{12}", "O_{21}", "O_{22}"]
+    for (i, j), locals_ in PUBLISHED_GRAD_INPUT.items():
+        chain = d.chain_rule("input", (0, 0, i, j))
+        assert [t.upstream.name for t in chain] == ["dE/d" + o for o in outputs]
+        assert [sp.sstr(t.local) for t in chain] == locals_
+        expected = sp.Add(*(sym("dE/d" + o) * (0 if f == "0" else sym(f)) for o, f in zip(outputs, locals_)))
+        assert d.grad_input[0, 0, i, j] == expected
+
+
+def test_bias_gradient_and_zero_based_names():
+    d = derive(TEXTBOOK, index_base=0)
+    assert d.input[0, 0, 0, 0].name == "X_{00}" and d.weight[0, 0, 1, 1].name == "F_{11}"
+    assert d.grad_bias[0] == sp.Add(*entries(d.grad_output))
+    with pytest.raises(ValueError, match="index_base"):
+        derive(TEXTBOOK, index_base=2)
+
+
+def test_names_with_channels_batch_and_two_digit_indices():
+    d = derive(ConvSpec((12, 3), (2, 2), in_channels=2, out_channels=3, batch=2))
+    assert d.input[1, 0, 11, 2].name == "X^{(2,1)}_{12,3}"
+    assert d.weight[2, 1, 0, 1].name == "F^{(3,2)}_{12}"
+    assert d.bias[2].name == "b_{3}"
+    assert d.grad_output[0, 2, 0, 0].name == "dE/dO^{(1,3)}_{1,1}"
+    assert len(d.symbols) == len(d.input) + len(d.weight) + len(d.bias) + len(d.grad_output)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        TEXTBOOK,
+        ConvSpec((3, 3), (2, 2), flip=True),
+        ConvSpec((6, 6), (3, 3), stride=2),
+        ConvSpec((5, 4), (3, 2), stride=(2, 1), padding=(1, 1), dilation=(1, 2)),
+        ConvSpec((4, 4), (2, 2), padding=1, in_channels=2, out_channels=2, batch=2, flip=True),
+    ],
+)
+def test_gradients_equal_the_full_chain_rule_sum(spec):
+    """The derivation sums only the non-zero terms; the full sum of SymPy derivatives must agree."""
+    d = derive(spec)
+    for wrt in ("input", "weight", "bias"):
+        tensor, gradient = d.tensor(wrt), d.gradient(wrt)
+        for index in positions(tensor.shape):
+            full = sp.Add(*(t.value for t in d.chain_rule(wrt, index)))
+            # The textbook definition of the chain rule, with E an unknown function of the outputs.
+            assert sp.expand(full - gradient[index]) == 0
+
+
+def test_true_convolution_walks_the_kernel_backwards():
+    d = derive(ConvSpec((3, 3), (2, 2), flip=True))
+    F, X = d.weight, d.input
+    assert d.output[0, 0, 0, 0] == F[0, 0, 0, 0] * X[0, 0, 1, 1] + F[0, 0, 0, 1] * X[0, 0, 1, 0] + \
+        F[0, 0, 1, 0] * X[0, 0, 0, 1] + F[0, 0, 1, 1] * X[0, 0, 0, 0] + d.bias[0]
+
+
+def test_padding_taps_are_dropped():
+    d = derive(ConvSpec((2, 2), (3, 3), padding=1))
+    # The corner output sees only the four real inputs under the bottom-right of the kernel.
+    assert len(d.forward_terms((0, 0, 0, 0))) == 4 + 1
