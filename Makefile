@@ -18,7 +18,7 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/symbolic.py
+	$(BIN)/symconv bench --symbolic
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -7,6 +7,7 @@ import time
 from .derive import derive
 from .prove import prove
 from .spec import ConvSpec
+from .symbols import positions
 
 __all__ = ["SYMBOLIC_SUITE", "symbolic_table"]
 
@@ -37,7 +38,7 @@ def symbolic_table(quick: bool = False) -> str:
         derived = time.perf_counter()
         report = prove(d)
         proved = time.perf_counter()
-        products = sum(len(d.forward_terms(p)) - 1 for p in _output_positions(spec))
+        products = sum(len(d.forward_terms(p)) - 1 for p in positions(spec.output_shape))
         total = proved - start
         rows.append(
             [
@@ -52,9 +53,3 @@ def symbolic_table(quick: bool = False) -> str:
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return "\n".join([_row(header, widths), *(_row(r, widths) for r in rows)])
-
-
-def _output_positions(spec: ConvSpec):
-    from .symbols import positions
-
-    return positions(spec.output_shape)

@@ -5,7 +5,6 @@ from symconv import ConvSpec, derive
 from symconv.symbols import entries, positions
 
 TEXTBOOK = ConvSpec((3, 3), (2, 2))
-S = sp.Symbol
 
 
 def sym(name: str) -> sp.Symbol:
