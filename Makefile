@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench generated clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# Rewrite generated/ (kernels of the catalogue and its README); tests/test_render.py fails when it is stale.
+generated: $(BIN)/.installed
+	$(BIN)/python -m symconv.catalogue generated
 
 bench: $(BIN)/.installed
 	$(BIN)/symconv bench --symbolic

@@ -1,0 +1,286 @@
+"""Build: C source and cffi cdef -> a loaded extension module, through a persistent cache safe for many processes.
+
+Layout of the cache directory (``SYMCONV_CACHE_DIR``, else ``$XDG_CACHE_HOME/symconv``, else
+``~/.cache/symconv``)::
+
+    modules/<name>/   <name>.c (cffi's wrapper, our source inside), <name>.cdef, the extension, manifest.json
+    index/<key>       the module name built for a recipe key, so a cache hit skips derive, cse and render
+    locks/<name>.lock one fcntl lock per module, held while building it
+    tmp/build-*/      private build directories; a finished build is renamed into modules/ in one step
+
+``<name>`` is a sha256 of the source, cdef, flags, compiler, cffi version, Python ABI and ``CACHE_VERSION``.
+Readers take no lock: a module counts only once its manifest (written last, checked before every load)
+matches the extension's size and sha256, so a half-written or truncated file is rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Final, Iterator, Optional
+
+try:
+    import fcntl
+except ImportError:  # Windows: atomic renames alone keep the cache consistent, builds may just repeat
+    fcntl = None  # type: ignore[assignment]
+
+import cffi
+
+__all__ = [
+    "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "CompilerError", "BuildJob", "cache_root",
+    "compiler_command", "environment_key", "load_indexed", "build",
+]
+
+CACHE_ENV: Final = "SYMCONV_CACHE_DIR"
+CACHE_VERSION: Final = 1
+"""Version of the cache layout and build recipe; it enters every module name."""
+DEFAULT_CFLAGS: Final = ("-O3",)
+
+# Runs in a child interpreter: cffi's compile() changes the working directory and distutils' global state,
+# which must not happen to the caller's process (threads share the cwd). The child sees only this job.
+_COMPILE_SCRIPT: Final = """\
+import json, sys
+import cffi
+job = json.load(sys.stdin)
+ffi = cffi.FFI()
+ffi.cdef(job["cdef"])
+ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"])
+ffi.compile(tmpdir=".", verbose=False)
+"""
+
+
+class CompilerError(RuntimeError):
+    """The C compiler is missing or rejected the generated code; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """What to compile: the C source, the cffi cdef (the kernels' prototypes) and extra compiler flags.
+
+    ``generator`` names what produced the source and the version of its data model (symconv and
+    ``render.TEMPLATE_VERSION``), so a new generator never reuses an old build even for equal text.
+    """
+
+    source: str
+    cdef: str
+    cflags: tuple[str, ...] = DEFAULT_CFLAGS
+    generator: str = ""
+
+    def module_name(self) -> str:
+        """``symconv_`` and 40 hex digits of sha256 over everything that changes the built binary.
+
+        >>> BuildJob("int f(void) { return 1; }", "int f(void);").module_name()[:8]
+        'symconv_'
+        """
+        recipe = {"source": self.source, "cdef": self.cdef, "cflags": list(self.cflags),
+                  "generator": self.generator, **environment_key()}
+        return "symconv_" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:40]
+
+
+def cache_root(override: Optional[os.PathLike[str] | str] = None) -> Path:
+    """The cache directory: ``override``, ``$SYMCONV_CACHE_DIR``, ``$XDG_CACHE_HOME/symconv``, ``~/.cache/symconv``.
+
+    >>> cache_root("some/dir").name
+    'dir'
+    """
+    if override is not None:
+        return Path(override).absolute()
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    # The XDG rule: a relative XDG_CACHE_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "symconv"
+
+
+def compiler_command() -> list[str]:
+    """The C compiler cffi will run: ``$CC`` if set (as distutils does), else the one Python was built with.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"CC": "ccache gcc -m64"}):
+    ...     compiler_command()
+    ['ccache', 'gcc', '-m64']
+    """
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def environment_key() -> dict[str, object]:
+    """Everything outside the source that makes a built module differ: compiler, cffi, Python ABI.
+
+    >>> sorted(environment_key())
+    ['abi', 'cache', 'cffi', 'compiler', 'python']
+    """
+    return {
+        "compiler": compiler_command(),
+        "cffi": cffi.__version__,
+        "python": sys.version,
+        "abi": sysconfig.get_config_var("EXT_SUFFIX"),
+        "cache": CACHE_VERSION,
+    }
+
+
+def _check_compiler() -> None:
+    command = compiler_command()
+    if not command or shutil.which(command[0]) is None:
+        origin = "the CC environment variable" if os.environ.get("CC") else "Python's build configuration"
+        shown = command[0] if command else os.environ.get("CC", "")
+        raise CompilerError(
+            f"C compiler {shown!r} (from {origin}) was not found; install a C compiler such as gcc, "
+            "or set CC to one"
+        )
+
+
+def _library_name(name: str) -> str:
+    return name + sysconfig.get_config_var("EXT_SUFFIX")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _import_extension(name: str, path: Path) -> ModuleType:
+    # Loaded from its file, not via sys.path or sys.modules: nothing global changes.
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_verified(cache: Path, name: str) -> Optional[ModuleType]:
+    """The cached module if its manifest matches the extension on disk, else None (missing or corrupt)."""
+    directory = cache / "modules" / name
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        library = directory / manifest["library"]
+        if library.stat().st_size != manifest["size"] or _digest(library) != manifest["sha256"]:
+            return None
+        return _import_extension(name, library)
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return None
+
+
+def _load_fresh(cache: Path, name: str) -> ModuleType:
+    library = cache / "modules" / name / _library_name(name)
+    try:
+        return _import_extension(name, library)
+    except ImportError as error:
+        raise CompilerError(f"{name} was built but does not load: {error}") from error
+
+
+def load_indexed(cache: Path, key: str) -> Optional[ModuleType]:
+    """The module recorded for recipe ``key`` if it is cached and intact: no lowering, no rendering, no compiler."""
+    try:
+        name = (cache / "index" / key).read_text().strip()
+    except OSError:
+        return None
+    return _load_verified(cache, name) if name.isidentifier() else None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+
+
+def _compiler_failure(name: str, stderr: str) -> CompilerError:
+    # The compiler's own diagnostics come before the Python traceback; keep them and the final error line.
+    diagnostics, _, traceback = stderr.partition("Traceback (most recent call last):")
+    lines = traceback.strip().splitlines()
+    summary = lines[-1] if lines else ""
+    command = " ".join(compiler_command())
+    return CompilerError(f"compiling {name} with {command!r} failed:\n{diagnostics.strip()}\n{summary}".rstrip())
+
+
+def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
+    """Compile in ``workdir`` with a child interpreter; return the directory holding the finished files."""
+    payload = json.dumps({"module": name, "source": job.source, "cdef": job.cdef, "cflags": list(job.cflags)})
+    result = subprocess.run(
+        [sys.executable, "-c", _COMPILE_SCRIPT], input=payload, cwd=workdir, capture_output=True, text=True
+    )
+    library = workdir / _library_name(name)
+    if result.returncode != 0 or not library.is_file():
+        raise _compiler_failure(name, result.stderr)
+    staged = workdir / name
+    staged.mkdir()
+    os.replace(library, staged / library.name)
+    os.replace(workdir / f"{name}.c", staged / f"{name}.c")
+    (staged / f"{name}.cdef").write_text(job.cdef)
+    manifest = {"library": library.name, "size": (staged / library.name).stat().st_size,
+                "sha256": _digest(staged / library.name)}
+    (staged / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return staged
+
+
+def _install(staged: Path, final: Path, workdir: Path) -> None:
+    """Move a finished build into place; a corrupt entry there is moved aside first (we hold the lock)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        os.replace(final, workdir / "stale")
+    os.replace(staged, final)
+
+
+def _sweep(tmp: Path, max_age: float = 86400.0) -> None:
+    # A build killed mid-way leaves its private directory behind; one a day old is nobody's any more.
+    now = time.time()
+    for stale in tmp.glob("build-*"):
+        try:
+            if now - stale.stat().st_mtime > max_age:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass  # another process swept it first
+
+
+def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> ModuleType:
+    """Load ``job``'s module from the cache, compiling it first if it is missing or corrupt.
+
+    Two processes asking for the same module at once: one compiles under the lock, the other waits and then
+    loads the result. ``index_key``, if given, records the module for ``load_indexed``.
+    """
+    name = job.module_name()
+    module = _load_verified(cache, name)
+    if module is None:
+        _check_compiler()
+        with _locked(cache / "locks" / f"{name}.lock"):
+            module = _load_verified(cache, name)  # another process may have finished while we waited
+            if module is None:
+                (cache / "tmp").mkdir(parents=True, exist_ok=True)
+                _sweep(cache / "tmp")
+                workdir = Path(tempfile.mkdtemp(prefix="build-", dir=cache / "tmp"))
+                try:
+                    _install(_compile(job, name, workdir), cache / "modules" / name, workdir)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                module = _load_fresh(cache, name)
+    if index_key is not None:
+        _write_atomic(cache / "index" / index_key, name + "\n")
+    return module

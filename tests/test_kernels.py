@@ -1,0 +1,209 @@
+"""The compiled kernels, numerically: against the NumPy reference, the symbolic derivation, the dot and Taylor
+tests, across strategies and dtypes; and every bad argument rejected before any C runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from symconv import ConvSpec, derive
+from symconv.codegen import FLOAT32_UNIT_ROUNDOFF
+from symconv.lowering import UNROLL_LIMIT, multiply_adds
+from symconv.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+
+GRID = [
+    ConvSpec((3, 3), (2, 2)),
+    ConvSpec((6, 6), (3, 3), stride=2),  # leftover a = 1
+    ConvSpec((7, 5), (3, 2), stride=(2, 3)),  # per-axis stride, leftover (0, 0)
+    ConvSpec((8, 9), (3, 3), stride=3, padding=(1, 2), dilation=(2, 1)),  # leftover (1, 2)
+    ConvSpec((5, 5), (3, 3), padding=1),
+    ConvSpec((7, 7), (3, 3), dilation=2, flip=True),
+    ConvSpec((5, 6), (2, 3), in_channels=2, out_channels=3, batch=2, flip=True),
+    ConvSpec((6, 6), (3, 3), padding=2, dilation=2, in_channels=2, flip=True),
+    ConvSpec((4, 4), (1, 1), out_channels=2),
+    ConvSpec((1, 1), (3, 3), padding=1),  # eight of nine taps on padding
+    ConvSpec((9, 9), (4, 4), stride=(3, 1), padding=(3, 0), in_channels=2, out_channels=2, flip=True),
+    ConvSpec((12, 10), (3, 3), stride=2, padding=1, in_channels=3, out_channels=4, batch=2),  # loops only
+]
+SMALL = [s for s in GRID if multiply_adds(s) <= UNROLL_LIMIT]
+CASES = [(s, "unrolled") for s in SMALL] + [(s, "loops") for s in GRID]
+
+
+def ids(case) -> str:
+    spec, strategy = case
+    return f"{spec.describe()}|{strategy}"
+
+
+def random_args(spec: ConvSpec, dtype: str = "float64", seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "x": rng.uniform(-1, 1, spec.input_shape).astype(dtype),
+        "w": rng.uniform(-1, 1, spec.weight_shape).astype(dtype),
+        "b": rng.uniform(-1, 1, spec.out_channels).astype(dtype),
+        "dy": rng.uniform(-1, 1, spec.output_shape).astype(dtype),
+    }
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a.ravel(), b.ravel()))
+
+
+@pytest.fixture(params=CASES, ids=[ids(c) for c in CASES])
+def case(request, kernels):
+    spec, strategy = request.param
+    k = kernels(spec, "float64", strategy)
+    assert k.strategy == strategy
+    return spec, k, random_args(spec)
+
+
+def test_matches_the_reference(case):
+    spec, k, a = case
+    close = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **close)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"]), conv2d_forward(spec, a["x"], a["w"]), **close)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, a["dy"], a["w"]), **close)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, a["x"], a["dy"]), **close)
+    np.testing.assert_allclose(k.grad_bias(a["dy"]), conv2d_grad_bias(spec, a["dy"]), **close)
+
+
+def test_dot_tests(case):
+    """<conv(x; w), y> = <x, grad_input(y)> = <w, grad_weight(x, y)>: the gradients are the adjoints."""
+    _, k, a = case
+    x, w, b, y = a["x"], a["w"], a["b"], a["dy"]
+    forward = dot(k.forward(x, w), y)
+    scale = np.abs(x).sum() * np.abs(w).sum() * np.abs(y).max()
+    assert abs(forward - dot(x, k.grad_input(y, w))) <= 1e-12 * scale
+    assert abs(forward - dot(w, k.grad_weight(x, y))) <= 1e-12 * scale
+    assert abs(dot(k.forward(x, w, b) - k.forward(x, w), y) - dot(b, k.grad_bias(y))) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("wrt", ["input", "weight"])
+def test_taylor_remainder_shrinks_quadratically(case, wrt):
+    """E = ||conv(x; w) + b - t||^2 / 2: f(p + h v) - f(p) - h <g, v> must fall as h^2 (ratio 4 per halving)."""
+    spec, k, a = case
+    rng = np.random.default_rng(3)
+    x, w, b, target = a["x"], a["w"], a["b"], a["dy"]
+
+    def loss(x_: np.ndarray, w_: np.ndarray) -> float:
+        r = k.forward(x_, w_, b) - target
+        return 0.5 * dot(r, r)
+
+    residual = k.forward(x, w, b) - target
+    if wrt == "input":
+        point, grad = x, k.grad_input(residual, w)
+        f = lambda p: loss(p, w)  # noqa: E731
+    else:
+        point, grad = w, k.grad_weight(x, residual)
+        f = lambda p: loss(x, p)  # noqa: E731
+    v = rng.uniform(-1, 1, point.shape)
+    remainders = [abs(f(point + h * v) - f(point) - h * dot(grad, v)) for h in (1e-1, 5e-2, 2.5e-2)]
+    for bigger, smaller in zip(remainders, remainders[1:]):
+        assert 3.5 < bigger / smaller < 4.5, remainders
+
+
+def evaluate(array: sp.Array, values: dict[sp.Symbol, float]) -> np.ndarray:
+    flat = [float(e.xreplace(values)) for e in array.reshape(len(array))]
+    return np.array(flat).reshape(array.shape)
+
+
+@pytest.mark.parametrize("spec", SMALL[:6], ids=lambda s: s.describe())
+@pytest.mark.parametrize("strategy", ["unrolled", "loops"])
+def test_matches_the_symbolic_derivation(kernels, spec, strategy):
+    d = derive(spec)
+    a = random_args(spec, seed=11)
+    values = {}
+    for name, array in (("x", d.input), ("w", d.weight), ("b", d.bias), ("dy", d.grad_output)):
+        values.update(zip(array.reshape(len(array)), a[name].ravel().tolist()))
+    k = kernels(spec, "float64", strategy)
+    close = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), evaluate(d.output, values), **close)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), evaluate(d.grad_input, values), **close)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), evaluate(d.grad_weight, values), **close)
+    np.testing.assert_allclose(k.grad_bias(a["dy"]), evaluate(d.grad_bias, values), **close)
+
+
+@pytest.mark.parametrize("spec", SMALL[:4], ids=lambda s: s.describe())
+def test_unrolled_and_loops_agree(kernels, spec):
+    unrolled, loops = kernels(spec, "float64", "unrolled"), kernels(spec, "float64", "loops")
+    a = random_args(spec, seed=5)
+    for method, args in (("forward", ("x", "w", "b")), ("grad_input", ("dy", "w")), ("grad_weight", ("x", "dy")),
+                         ("grad_bias", ("dy",))):
+        got = [getattr(k, method)(*(a[n] for n in args)) for k in (unrolled, loops)]
+        np.testing.assert_allclose(got[0], got[1], rtol=1e-13, atol=1e-14, err_msg=method)
+
+
+def gamma(m: int) -> float:
+    u = FLOAT32_UNIT_ROUNDOFF
+    return m * u / (1 - m * u)
+
+
+@pytest.mark.parametrize("spec", [GRID[1], GRID[6], GRID[-1]], ids=lambda s: s.describe())
+def test_float32_within_the_documented_bound_of_float64(kernels, spec):
+    """|y32 - y| <= gamma_m * (sum of |terms|), m = terms per entry (compile_conv's docstring)."""
+    k32, k64 = kernels(spec, "float32"), kernels(spec, "float64")
+    a32 = random_args(spec, "float32", seed=9)
+    a64 = {name: v.astype(np.float64) for name, v in a32.items()}  # the same numbers, exactly
+    ab = {name: np.abs(v) for name, v in a64.items()}
+    n, k, oh, ow = spec.output_shape
+    taps = spec.in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+    checks = [
+        (k32.forward(a32["x"], a32["w"], a32["b"]), k64.forward(a64["x"], a64["w"], a64["b"]),
+         conv2d_forward(spec, ab["x"], ab["w"], ab["b"]), taps + 1),
+        (k32.grad_input(a32["dy"], a32["w"]), k64.grad_input(a64["dy"], a64["w"]),
+         conv2d_grad_input(spec, ab["dy"], ab["w"]), k * spec.kernel_size[0] * spec.kernel_size[1]),
+        (k32.grad_weight(a32["x"], a32["dy"]), k64.grad_weight(a64["x"], a64["dy"]),
+         conv2d_grad_weight(spec, ab["x"], ab["dy"]), n * oh * ow),
+        (k32.grad_bias(a32["dy"]), k64.grad_bias(a64["dy"]), conv2d_grad_bias(spec, ab["dy"]), n * oh * ow),
+    ]
+    for got, exact, magnitude, m in checks:
+        assert got.dtype == np.float32
+        assert np.all(np.abs(got - exact) <= gamma(m) * magnitude + 1e-30)
+
+
+@st.composite
+def specs(draw) -> ConvSpec:
+    kwargs = dict(
+        input_size=(draw(st.integers(1, 9)), draw(st.integers(1, 9))),
+        kernel_size=(draw(st.integers(1, 4)), draw(st.integers(1, 4))),
+        stride=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        padding=(draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        dilation=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        in_channels=draw(st.integers(1, 3)),
+        out_channels=draw(st.integers(1, 3)),
+        batch=draw(st.integers(1, 2)),
+        flip=draw(st.booleans()),
+    )
+    try:
+        return ConvSpec(**kwargs)
+    except ValueError:
+        assume(False)
+        raise
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=specs(), seed=st.integers(0, 2**16))
+# Found by hypothesis: dilation puts both taps on padding, so no equation reads x or w (C must not warn).
+@example(spec=ConvSpec((1, 1), (1, 2), padding=(0, 1), dilation=(1, 2)), seed=0)
+def test_random_specs_match_the_reference(kernels, spec, seed):
+    k = kernels(spec, "float64")
+    a = random_args(spec, seed=seed)
+    close = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **close)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, a["dy"], a["w"]), **close)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, a["x"], a["dy"]), **close)
+    np.testing.assert_allclose(k.grad_bias(a["dy"]), conv2d_grad_bias(spec, a["dy"]), **close)
+
+
+def test_out_is_filled_and_returned(kernels):
+    spec = GRID[6]
+    k, a = kernels(spec), random_args(spec)
+    for method, args, shape in (("forward", (a["x"], a["w"], a["b"]), spec.output_shape),
+                                ("grad_input", (a["dy"], a["w"]), spec.input_shape),
+                                ("grad_weight", (a["x"], a["dy"]), spec.weight_shape),
+                                ("grad_bias", (a["dy"],), (spec.out_channels,))):
+        out = np.full(shape, np.nan)
+        assert getattr(k, method)(*args, out=out) is out
+        np.testing.assert_array_equal(out, getattr(k, method)(*args))

@@ -1,0 +1,134 @@
+"""Argument checks of ConvKernels: every bad argument is rejected, by name, before any C runs."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from symconv import ConvSpec
+
+SPEC = ConvSpec((5, 6), (2, 3), in_channels=2, out_channels=3, batch=2)
+
+
+@pytest.fixture(scope="module")
+def k(kernels):
+    return kernels(SPEC, "float32")
+
+
+@pytest.fixture
+def args():
+    rng = np.random.default_rng(2)
+    return {
+        "x": rng.standard_normal(SPEC.input_shape).astype(np.float32),
+        "w": rng.standard_normal(SPEC.weight_shape).astype(np.float32),
+        "b": rng.standard_normal(SPEC.out_channels).astype(np.float32),
+        "dy": rng.standard_normal(SPEC.output_shape).astype(np.float32),
+    }
+
+
+def misaligned(array: np.ndarray) -> np.ndarray:
+    """The same values at an odd address: a view one byte into a larger buffer."""
+    buffer = np.zeros(array.nbytes + 1, np.uint8)
+    view = np.frombuffer(buffer.data, dtype=array.dtype, count=array.size, offset=1).reshape(array.shape)
+    view[...] = array
+    assert not view.flags.aligned
+    return view
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    copy = array.copy()
+    copy.flags.writeable = False
+    return copy
+
+
+BAD = [
+    ("x", lambda a: a.tolist(), TypeError, "argument 'x' must be a numpy.ndarray, got list"),
+    ("x", lambda a: a.astype(np.float64), ValueError, "argument 'x' must have dtype float32, got float64"),
+    ("x", lambda a: a.astype(">f4"), ValueError, "argument 'x' must have dtype float32, got >f4"),
+    ("x", lambda a: a[..., :5], ValueError,
+     "argument 'x' must have shape (2, 2, 5, 6) (N, C, H, W), got (2, 2, 5, 5)"),
+    ("x", lambda a: a[None], ValueError, "argument 'x' must have shape (2, 2, 5, 6) (N, C, H, W), got (1, 2, 2, 5, 6)"),
+    ("x", lambda a: np.asfortranarray(a), ValueError, "argument 'x' must be C-contiguous, got strides"),
+    ("x", lambda a: np.concatenate([a, a], axis=3)[..., ::2], ValueError, "argument 'x' must be C-contiguous"),
+    ("x", misaligned, ValueError, "argument 'x' must be aligned to 4 bytes, got address"),
+    ("w", lambda a: a.transpose(1, 0, 2, 3), ValueError, "argument 'w' must have shape (3, 2, 2, 3) (K, C, R, S)"),
+    ("b", lambda a: a[:2], ValueError, "argument 'b' must have shape (3,) (K), got (2,)"),
+    ("b", lambda a: 1.0, TypeError, "argument 'b' must be a numpy.ndarray, got float"),
+]
+
+
+@pytest.mark.parametrize(("name", "spoil", "error", "message"), BAD, ids=[m for _, _, _, m in BAD])
+def test_forward_rejects_bad_inputs(k, args, name, spoil, error, message):
+    call = {"x": args["x"], "w": args["w"], "b": args["b"]}
+    call[name] = spoil(call[name])
+    out = np.full(SPEC.output_shape, 7.0, np.float32)
+    with pytest.raises(error, match="^forward: " + re.escape(message)):
+        k.forward(call["x"], call["w"], call["b"], out=out)
+    assert np.all(out == 7.0)  # no C ran
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error", "message"),
+    [
+        (lambda a: a[..., :3], ValueError,
+         "argument 'out' must have shape (2, 3, 4, 4) (N, K, Ho, Wo), got (2, 3, 4, 3)"),
+        (lambda a: a.astype(np.float64), ValueError, "argument 'out' must have dtype float32, got float64"),
+        (read_only, ValueError, "argument 'out' must be writeable, got a read-only array"),
+        (misaligned, ValueError, "argument 'out' must be aligned to 4 bytes"),
+        (lambda a: np.asfortranarray(a), ValueError, "argument 'out' must be C-contiguous"),
+        (lambda a: [0.0], TypeError, "argument 'out' must be a numpy.ndarray, got list"),
+    ],
+)
+def test_forward_rejects_bad_out(k, args, spoil, error, message):
+    out = spoil(np.zeros(SPEC.output_shape, np.float32))
+    with pytest.raises(error, match="^forward: " + re.escape(message)):
+        k.forward(args["x"], args["w"], args["b"], out=out)
+
+
+def test_every_kernel_names_its_own_arguments(k, args):
+    wrong = np.zeros((1, 1), np.float32)
+    with pytest.raises(ValueError, match=r"^grad_input: argument 'dy' must have shape \(2, 3, 4, 4\)"):
+        k.grad_input(wrong, args["w"])
+    with pytest.raises(ValueError, match=r"^grad_input: argument 'w' must have shape"):
+        k.grad_input(args["dy"], wrong)
+    with pytest.raises(ValueError, match=r"^grad_weight: argument 'x' must have shape \(2, 2, 5, 6\)"):
+        k.grad_weight(wrong, args["dy"])
+    with pytest.raises(ValueError, match=r"^grad_weight: argument 'out' must have shape \(3, 2, 2, 3\) \(K, C, R, S\)"):
+        k.grad_weight(args["x"], args["dy"], out=wrong)
+    with pytest.raises(ValueError, match=r"^grad_bias: argument 'out' must have shape \(3,\) \(K\)"):
+        k.grad_bias(args["dy"], out=wrong)
+    with pytest.raises(ValueError, match=r"^grad_input: argument 'out' must have shape \(2, 2, 5, 6\) \(N, C, H, W\)"):
+        k.grad_input(args["dy"], args["w"], out=wrong)
+
+
+def test_out_overlapping_an_input_is_rejected(k, args):
+    # The kernels' pointers are restrict: an output sharing memory with an input is refused, an adjacent one not.
+    dy, x = args["dy"], args["x"]
+    storage = np.zeros(dy.size + x.size, np.float32)
+    shared_dy = storage[: dy.size].reshape(dy.shape)
+    shared_dy[...] = dy
+    with pytest.raises(ValueError, match="^grad_input: argument 'out' overlaps 'dy'; pass a separate array"):
+        k.grad_input(shared_dy, args["w"], out=storage[10 : 10 + x.size].reshape(x.shape))
+    adjacent = storage[dy.size :].reshape(x.shape)
+    np.testing.assert_array_equal(k.grad_input(shared_dy, args["w"], out=adjacent), k.grad_input(dy, args["w"]))
+    with pytest.raises(ValueError, match="^grad_bias: argument 'out' overlaps 'dy'"):
+        k.grad_bias(dy, out=dy.reshape(-1)[: SPEC.out_channels])
+    with pytest.raises(ValueError, match="^forward: argument 'out' overlaps 'b'"):
+        both = np.zeros(int(np.prod(SPEC.output_shape)), np.float32)
+        k.forward(x, args["w"], both[-SPEC.out_channels :], out=both.reshape(SPEC.output_shape))
+
+
+def test_valid_views_and_read_only_inputs_are_accepted(k, args):
+    x = read_only(args["x"])
+    padded = np.zeros((2, 2, 7, 6), np.float32)
+    padded[:, :, 1:6] = args["x"]
+    expected = k.forward(args["x"], args["w"], args["b"])
+    np.testing.assert_array_equal(k.forward(x, args["w"], args["b"]), expected)
+    # A C-contiguous slice of a larger array is fine: zero copy, right offset.
+    view = np.ascontiguousarray(padded[:, :, 1:6])
+    np.testing.assert_array_equal(k.forward(view, args["w"], args["b"]), expected)
+    batch = np.stack([args["x"], args["x"]])[1]
+    assert batch.flags.c_contiguous and batch.base is not None
+    np.testing.assert_array_equal(k.forward(batch, args["w"], args["b"]), expected)
