@@ -3,6 +3,8 @@
 from . import forms
 from .codegen import compile_conv
 from .derive import Derivation, derive
+from .latex import latex
+from .latex_document import latex_document
 from .prove import Proof, ProofReport, check, prove
 from .runtime import ConvKernels
 from .spec import ConvSpec
@@ -19,4 +21,6 @@ __all__ = [
     "ProofReport",
     "compile_conv",
     "ConvKernels",
+    "latex",
+    "latex_document",
 ]

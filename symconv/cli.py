@@ -106,6 +106,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .codegen import write_sources  # imported on use: jinja2 and the printer are not needed elsewhere
+
+    for path in write_sources(spec_from_args(args), args.dtype, args.output, args.strategy):
+        print(path)
+    return 0
+
+
+def _cmd_latex(args: argparse.Namespace) -> int:
+    from .latex import latex  # imported on use, like generate: the document needs the Jinja environment
+    from .latex_document import latex_document
+
+    d = derive(spec_from_args(args), _index_base(args))
+    try:
+        options = {"max_entries": args.max_entries, "bias": not args.no_bias}
+        tex = latex_document(d, prove(d), **options) if args.document else latex(d, **options) + "\n"
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.output is None:
+        sys.stdout.write(tex)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(tex)
+    except OSError as error:
+        raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
+    print(args.output)
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -127,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub = command(name, run, help)
         sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
     command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
+    generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
+    generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
+    generate.add_argument("--strategy", choices=("unrolled", "loops"), help="default: unrolled for small layers")
+    generate.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write (default .)")
+    tex = command("latex", _cmd_latex, "print the derivation as LaTeX equations, or write a standalone .tex document")
+    tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")
+    tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
+    tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
     bench = command("bench", _cmd_bench, "time the symbolic derivation and proof per size", spec_flags=False)
     bench.add_argument("--symbolic", action="store_true", help="the symbolic benchmark (the default for now)")
     bench.add_argument("--quick", action="store_true", help="small sizes only")

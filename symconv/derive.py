@@ -106,6 +106,10 @@ class Derivation:
                 table[array[index]] = (name, index)
         return table
 
+    def _repr_latex_(self) -> str:
+        from .latex import latex  # lazily: latex imports this module
+        return f"$\\displaystyle {latex(self)}$"
+
 
 @dataclass(frozen=True)
 class _Template:
