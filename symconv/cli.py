@@ -96,7 +96,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print()
     report = prove(d)
     print(report)
-    return 0 if report.holds else 1
+    print()
+    from .demo import numeric_comparison  # imported on use: it compiles C
+
+    table, kernels_match = numeric_comparison(d, max_rows=args.max_entries)
+    print(table)
+    return 0 if report.holds and kernels_match else 1
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

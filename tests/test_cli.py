@@ -51,3 +51,33 @@ def test_console_script_runs_as_a_module():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("symconv: error: padding")
+
+
+def test_demo_runs_the_textbook_kernels_beside_the_derivation(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "O_{11} = F_{11}*X_{11}" in out and out.count("[ok]") == 8
+    assert "dE/dX_{33}" in out and "every entry matches" in out
+
+
+def test_demo_table_flags_a_kernel_that_disagrees(monkeypatch):
+    from symconv import ConvSpec, demo, derive
+
+    real = demo.compile_conv
+
+    class OffByOne:
+        def __init__(self, kernels):
+            self._k = kernels
+            self.strategy = kernels.strategy
+
+        def __getattr__(self, name):
+            return getattr(self._k, name)
+
+        def grad_input(self, dy, w):
+            out = self._k.grad_input(dy, w)
+            out[0, 0, 0, 0] += 1.0
+            return out
+
+    monkeypatch.setattr(demo, "compile_conv", lambda spec, dtype: OffByOne(real(spec, dtype)))
+    table, ok = demo.numeric_comparison(derive(ConvSpec((3, 3), (2, 2))))
+    assert not ok and "<- differs" in table and "MISMATCH" in table
