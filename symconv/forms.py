@@ -89,20 +89,22 @@ def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> sp.Expr:
     )
 
 
+def _valid_size(x: np.ndarray, k: np.ndarray, stride: Pair) -> tuple[int, int]:
+    """How many times ``k`` fits in ``x`` at ``stride``, per axis."""
+    if k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]:
+        raise ValueError(f"kernel {k.shape} is larger than the map {x.shape}")
+    return ((x.shape[0] - k.shape[0]) // stride[0] + 1, (x.shape[1] - k.shape[1]) // stride[1] + 1)
+
+
 def correlate(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
     """Valid cross-correlation: out_ij = Σ_mn k_mn x_(i·s+m)(j·s+n), the deep-learning "convolution".
 
     >>> correlate(matrix([[1, 2, 3]]), matrix([[1, 10]]))
     array([[21, 32]], dtype=object)
     """
-    if k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]:
-        raise ValueError(f"kernel {k.shape} is larger than the map {x.shape}")
-    rows = (x.shape[0] - k.shape[0]) // stride[0] + 1
-    cols = (x.shape[1] - k.shape[1]) // stride[1] + 1
-    out = _zeros((rows, cols))
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = _window_sum(x, k, i * stride[0], j * stride[1])
+    out = _zeros(_valid_size(x, k, stride))
+    for i, j in np.ndindex(out.shape):
+        out[i, j] = _window_sum(x, k, i * stride[0], j * stride[1])
     return out
 
 
@@ -112,22 +114,17 @@ def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
     >>> convolve(matrix([[1, 2, 3]]), matrix([[1, 10]]))
     array([[12, 23]], dtype=object)
     """
-    if k.shape[0] > x.shape[0] or k.shape[1] > x.shape[1]:
-        raise ValueError(f"kernel {k.shape} is larger than the map {x.shape}")
-    rows = (x.shape[0] - k.shape[0]) // stride[0] + 1
-    cols = (x.shape[1] - k.shape[1]) // stride[1] + 1
     R, S = k.shape
-    out = _zeros((rows, cols))
-    for i in range(rows):
-        for j in range(cols):
-            out[i, j] = sp.Add(
-                *(
-                    k[r, s] * x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s]
-                    for r in range(R)
-                    for s in range(S)
-                    if k[r, s] is not ZERO
-                )
+    out = _zeros(_valid_size(x, k, stride))
+    for i, j in np.ndindex(out.shape):
+        out[i, j] = sp.Add(
+            *(
+                k[r, s] * x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s]
+                for r in range(R)
+                for s in range(S)
+                if k[r, s] is not ZERO
             )
+        )
     return out
 
 
