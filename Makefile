@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench generated clean
+.PHONY: demo test bench bench-kernels generated clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ generated: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/symconv bench --symbolic
+
+# The compiled kernels against PyTorch CPU (if installed) and NumPy, 1 and 2 threads; a quick run, < 1 min.
+bench-kernels: $(BIN)/.installed
+	$(BIN)/symconv bench --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

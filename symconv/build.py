@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import platform
 import json
 import os
 import shlex
@@ -28,6 +29,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Final, Iterator, Optional
@@ -40,14 +42,20 @@ except ImportError:  # Windows: atomic renames alone keep the cache consistent, 
 import cffi
 
 __all__ = [
-    "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "CompilerError", "BuildJob", "cache_root",
-    "compiler_command", "environment_key", "load_indexed", "build",
+    "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "OPENMP_FLAGS", "CompilerError", "BuildJob",
+    "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags",
+    "load_indexed", "build",
 ]
 
 CACHE_ENV: Final = "SYMCONV_CACHE_DIR"
 CACHE_VERSION: Final = 1
 """Version of the cache layout and build recipe; it enters every module name."""
 DEFAULT_CFLAGS: Final = ("-O3",)
+ARCH_FLAGS: Final = {"native": ("-march=native",), "portable": ()}
+"""Target flags by name: ``native`` uses every instruction of this CPU (AVX2, FMA, AVX-512 where present),
+``portable`` the compiler's baseline for the architecture, for a module to be loaded on any machine."""
+OPENMP_FLAGS: Final = ("-fopenmp",)
+"""Compiled and linked into every kernel module: the kernels split work across threads with OpenMP."""
 
 # Runs in a child interpreter: cffi's compile() changes the working directory and distutils' global state,
 # which must not happen to the caller's process (threads share the cwd). The child sees only this job.
@@ -57,7 +65,7 @@ import cffi
 job = json.load(sys.stdin)
 ffi = cffi.FFI()
 ffi.cdef(job["cdef"])
-ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"])
+ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"], extra_link_args=job["ldflags"])
 ffi.compile(tmpdir=".", verbose=False)
 """
 
@@ -78,6 +86,7 @@ class BuildJob:
     cdef: str
     cflags: tuple[str, ...] = DEFAULT_CFLAGS
     generator: str = ""
+    ldflags: tuple[str, ...] = ()
 
     def module_name(self) -> str:
         """``symconv_`` and 40 hex digits of sha256 over everything that changes the built binary.
@@ -85,7 +94,7 @@ class BuildJob:
         >>> BuildJob("int f(void) { return 1; }", "int f(void);").module_name()[:8]
         'symconv_'
         """
-        recipe = {"source": self.source, "cdef": self.cdef, "cflags": list(self.cflags),
+        recipe = {"source": self.source, "cdef": self.cdef, **flags_key(self.cflags), "ldflags": list(self.ldflags),
                   "generator": self.generator, **environment_key()}
         return "symconv_" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:40]
 
@@ -130,6 +139,53 @@ def environment_key() -> dict[str, object]:
         "abi": sysconfig.get_config_var("EXT_SUFFIX"),
         "cache": CACHE_VERSION,
     }
+
+
+@cache
+def host_fingerprint() -> str:
+    """What ``-march=native`` depends on: the CPU's vendor, family, model and feature flags (Linux), else
+    what the platform module knows. Code built for one CPU must not be loaded on another.
+
+    >>> len(host_fingerprint())
+    16
+    """
+    fields = {"machine": platform.machine(), "processor": platform.processor()}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                name, _, value = line.partition(":")
+                name = name.strip()
+                if name in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU part"):
+                    fields.setdefault(name, value.strip())  # the first core's line; all cores agree
+    except OSError:
+        pass
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flags_key(flags: tuple[str, ...]) -> dict[str, object]:
+    """The flags for a cache key, plus the host CPU's fingerprint when a flag tunes for the host.
+
+    >>> sorted(flags_key(("-O3",))), sorted(flags_key(("-O3", "-march=native")))
+    (['cflags'], ['cflags', 'host'])
+    """
+    key: dict[str, object] = {"cflags": list(flags)}
+    if any(flag.endswith("=native") for flag in flags):
+        key["host"] = host_fingerprint()
+    return key
+
+
+def target_flags(cflags: tuple[str, ...], arch: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Compile and link flags of a kernel module: ``cflags``, the target's flags, FMA contraction, OpenMP.
+
+    ``-ffp-contract=fast`` is GCC's default outside ISO mode; it is spelled out so that ``-std=c99`` in
+    ``cflags`` cannot silently halve the speed of the multiply-adds.
+
+    >>> target_flags(("-O3",), "portable")
+    (('-O3', '-ffp-contract=fast', '-fopenmp'), ('-fopenmp',))
+    """
+    if arch not in ARCH_FLAGS:
+        raise ValueError(f"arch must be one of {sorted(ARCH_FLAGS)}, got {arch!r}")
+    return tuple(cflags) + ARCH_FLAGS[arch] + ("-ffp-contract=fast",) + OPENMP_FLAGS, OPENMP_FLAGS
 
 
 def _check_compiler() -> None:
@@ -223,7 +279,8 @@ def _compiler_failure(name: str, stderr: str) -> CompilerError:
 
 def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
     """Compile in ``workdir`` with a child interpreter; return the directory holding the finished files."""
-    payload = json.dumps({"module": name, "source": job.source, "cdef": job.cdef, "cflags": list(job.cflags)})
+    payload = json.dumps({"module": name, "source": job.source, "cdef": job.cdef, "cflags": list(job.cflags),
+                          "ldflags": list(job.ldflags)})
     result = subprocess.run(
         [sys.executable, "-c", _COMPILE_SCRIPT], input=payload, cwd=workdir, capture_output=True, text=True
     )

@@ -12,6 +12,7 @@ from typing import Callable, NoReturn, Sequence
 from .derive import derive
 from .prove import prove
 from .spec import ConvSpec
+from .benchmark import add_kernel_flags
 from .text import derivation_text
 
 __all__ = ["main", "parse_pair", "spec_from_args"]
@@ -105,9 +106,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmark import symbolic_table
+    from .benchmark import run_kernel_benchmark, symbolic_table
 
-    print(symbolic_table(quick=args.quick))
+    print(symbolic_table(quick=args.quick) if args.symbolic else run_kernel_benchmark(args))
     return 0
 
 
@@ -164,16 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
     generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
-    generate.add_argument("--strategy", choices=("unrolled", "loops"), help="default: unrolled for small layers")
+    generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm"),
+                          help="default: unrolled for small layers, else gemm")
     generate.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write (default .)")
     tex = command("latex", _cmd_latex, "print the derivation as LaTeX equations, or write a standalone .tex document")
     tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")
     tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
     tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
-    bench = command("bench", _cmd_bench, "time the symbolic derivation and proof per size", spec_flags=False)
-    bench.add_argument("--symbolic", action="store_true", help="the symbolic benchmark (the default for now)")
-    bench.add_argument("--quick", action="store_true", help="small sizes only")
+    bench = command("bench", _cmd_bench, "time the kernels against PyTorch and NumPy (--symbolic: derive, prove)",
+                    spec_flags=False)
+    bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")
+    bench.add_argument("--quick", action="store_true", help="small sizes only (symbolic); few short samples (kernels)")
+    add_kernel_flags(bench)
     return parser
 
 

@@ -16,10 +16,10 @@ from typing import Final, Optional, Sequence
 
 import numpy as np
 
-from .build import DEFAULT_CFLAGS, BuildJob, build, cache_root, environment_key, load_indexed
+from .build import DEFAULT_CFLAGS, BuildJob, build, cache_root, environment_key, flags_key, load_indexed, target_flags
 from .lowering import CTYPES, choose_strategy, lower
 from .render import TEMPLATE_VERSION, TEMPLATES_DIR, generation_key, render
-from .runtime import ConvKernels
+from .runtime import ConvKernels, default_threads
 from .spec import ConvSpec
 
 __all__ = ["compile_conv", "write_sources", "FLOAT32_UNIT_ROUNDOFF"]
@@ -49,23 +49,28 @@ def _generator_version() -> str:
     return f"symconv {__version__}; templates {TEMPLATE_VERSION}"
 
 
-def _recipe_key(spec: ConvSpec, dtype: str, strategy: str, cflags: tuple[str, ...]) -> str:
-    # Known before any lowering, so a cache hit in a new process costs a file read and a dlopen.
+def _recipe_key(spec: ConvSpec, dtype: str, strategy: str, cflags: tuple[str, ...],
+                ldflags: tuple[str, ...]) -> str:
+    # Known before any lowering, so a cache hit in a new process costs a file read and a dlopen. With
+    # -march=native the key holds the host CPU's fingerprint: such code must not be loaded on another CPU.
     recipe = {"generated": generation_key(spec, dtype, strategy), "generator": _generator_fingerprint(),
-              "cflags": list(cflags), **environment_key()}
+              **flags_key(cflags), "ldflags": list(ldflags), **environment_key()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
 def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None, *,
-                 cflags: Optional[Sequence[str]] = None,
+                 cflags: Optional[Sequence[str]] = None, arch: str = "native", threads: Optional[int] = None,
                  cache_dir: Optional[os.PathLike[str] | str] = None) -> ConvKernels:
     """Compile (or load from the cache) the forward pass and the three gradients of ``spec``.
 
     ``dtype`` is ``"float32"`` or ``"float64"``. ``strategy`` is ``"unrolled"`` (the derived equations as
     straight-line code), ``"loops"`` (loop nests), or None to choose by size (``lowering.UNROLL_LIMIT``).
     ``cflags`` are added to Python's own compiler flags (default ``("-O3",)``; the tests add
-    ``-Wall -Wextra -Werror``); ``cache_dir`` overrides ``$SYMCONV_CACHE_DIR``. Raises
-    ``build.CompilerError`` when the C compiler is missing or fails.
+    ``-Wall -Wextra -Werror``). ``arch`` is ``"native"`` (``-march=native``: every vector instruction of this
+    CPU; the cache key then holds the CPU's fingerprint) or ``"portable"`` (the compiler's baseline). Every
+    module is built with OpenMP; ``threads`` is how many threads a call may use (default: the CPUs this
+    process may run on; small layers stay on one thread whatever it says). ``cache_dir`` overrides
+    ``$SYMCONV_CACHE_DIR``. Raises ``build.CompilerError`` when the C compiler is missing or fails.
 
     Accuracy: float64 kernels match the exact result to a few ulps of the sum of magnitudes. float32
     kernels compute in float32, so each entry lies within gamma_m * (sum of |terms|) of the exact value,
@@ -85,20 +90,23 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
     if dtype not in CTYPES:
         raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
     chosen = choose_strategy(spec, strategy)
-    flags = DEFAULT_CFLAGS if cflags is None else tuple(cflags)
+    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
+    count = default_threads() if threads is None else int(threads)
+    if count < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
     cache_path = cache_root(cache_dir)
-    memo = (spec, dtype, chosen, flags, str(cache_path), json.dumps(environment_key(), sort_keys=True))
+    memo = (spec, dtype, chosen, flags, count, str(cache_path), json.dumps(environment_key(), sort_keys=True))
     kernels = _loaded.get(memo)
     if kernels is not None:
         return kernels
-    key = _recipe_key(spec, dtype, chosen, flags)
+    key = _recipe_key(spec, dtype, chosen, flags, ldflags)
     module = load_indexed(cache_path, key)
     if module is None:
         plan = lower(spec, dtype, chosen)                                       # spec -> kernel description
         sources = render(plan)                                                  # -> C text (printer, Jinja)
-        job = BuildJob(sources.c, sources.cdef, flags, _generator_version())
+        job = BuildJob(sources.c, sources.cdef, flags, _generator_version(), ldflags)
         module = build(job, cache_path, key)                                    # -> cached cffi extension
-    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module)                # -> checked NumPy calls
+    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module, count)         # -> checked NumPy calls
     with _loaded_lock:
         return _loaded.setdefault(memo, kernels)
 

@@ -1,8 +1,10 @@
 """Lowering: a ``ConvSpec``, a dtype and a strategy -> a ``KernelPlan`` describing the four C kernels.
 
-Two strategies. ``unrolled``: the derived equations themselves, one assignment per output entry after
+Three strategies. ``unrolled``: the derived equations themselves, one assignment per output entry after
 ``sympy.cse``, for small layers. ``loops``: a fixed loop nest per kernel family (it lives in the family's
-template), driven by the layer's constants and by the tap ranges computed here, for everything else.
+template), driven by the layer's constants and by the tap ranges computed here. ``gemm``: each pass as a
+matrix product on packed blocks (im2col a panel at a time) with a register-blocked vector micro-kernel and
+OpenMP threads, for everything that is not small; it uses the same constants and tap ranges as ``loops``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from .spec import ConvSpec
 from .symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
 
 __all__ = [
-    "Strategy", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
+    "Strategy", "STRATEGIES", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
     "Kernel", "TapRanges", "KernelPlan", "multiply_adds", "choose_strategy", "kernel_prefix", "signatures",
     "tap_ranges", "lower",
 ]
 
-Strategy = Literal["unrolled", "loops"]
+Strategy = Literal["unrolled", "loops", "gemm"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm")
 
 CTYPES: Final[Mapping[str, str]] = {"float32": "float", "float64": "double"}
 """NumPy dtype name -> C type of every array argument."""
@@ -131,15 +134,15 @@ def multiply_adds(spec: ConvSpec) -> int:
 
 
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
-    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``loops``.
+    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``gemm``.
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
-    ('unrolled', 'loops')
+    ('unrolled', 'gemm')
     """
     if strategy is None:
-        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "loops"
-    if strategy not in ("unrolled", "loops"):
-        raise ValueError(f"strategy must be 'unrolled', 'loops' or None, got {strategy!r}")
+        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "gemm"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm' or None, got {strategy!r}")
     return strategy  # type: ignore[return-value]
 
 

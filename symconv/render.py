@@ -34,7 +34,7 @@ def _templates_dir() -> Path:
 TEMPLATES_DIR: Final[Path] = _templates_dir()
 """The one place templates are resolved from."""
 
-TEMPLATE_VERSION: Final = 1
+TEMPLATE_VERSION: Final = 2
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -114,9 +114,9 @@ def _body(kernel: Kernel, printer: ConvCPrinter) -> dict[str, list[Any]]:
     }
 
 
-def _kernel_view(kernel: Kernel, ctype: str, printer: ConvCPrinter) -> dict[str, Any]:
+def _kernel_view(kernel: Kernel, ctype: str, printer: ConvCPrinter, threads: bool) -> dict[str, Any]:
     prototype = environment().get_template("prototype.c.j2").render(
-        name=kernel.name, params=kernel.params, ctype=ctype
+        name=kernel.name, params=kernel.params, ctype=ctype, threads=threads
     )
     return {
         "family": kernel.family,
@@ -155,7 +155,8 @@ def render(plan: KernelPlan) -> Sources:
         "cols": plan.cols,
         "arrays": _arrays(spec),
         "guard": f"SYMCONV_{plan.prefix.upper()}_H",
-        "kernels": [_kernel_view(k, plan.ctype, printer) for k in plan.kernels],
+        # gemm kernels take a thread count first and return a status (scratch memory can run out).
+        "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy == "gemm") for k in plan.kernels],
     }
     texts = {
         kind: environment().get_template(name).render(context, template=name)

@@ -171,3 +171,17 @@ def test_building_leaves_the_process_alone(tmp_path):
 def test_same_arguments_return_the_same_kernels_object(kernels):
     assert kernels(SPEC) is kernels(SPEC)
     assert kernels(SPEC, "float32") is not kernels(SPEC)
+
+
+def test_native_flags_key_on_the_host_cpu():
+    from symconv.build import flags_key, host_fingerprint, target_flags
+
+    cflags, ldflags = target_flags(("-O3",), "native")
+    assert "-march=native" in cflags and "-fopenmp" in cflags and ldflags == ("-fopenmp",)
+    assert flags_key(cflags)["host"] == host_fingerprint()
+    assert "host" not in flags_key(target_flags(("-O3",), "portable")[0])
+    native = BuildJob("int f(void) { return 1; }", "int f(void);", cflags)
+    portable = BuildJob(native.source, native.cdef, target_flags(("-O3",), "portable")[0])
+    assert native.module_name() != portable.module_name()
+    with pytest.raises(ValueError, match="arch must be one of"):
+        target_flags(("-O3",), "znver9")

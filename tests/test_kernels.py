@@ -29,7 +29,7 @@ GRID = [
     ConvSpec((12, 10), (3, 3), stride=2, padding=1, in_channels=3, out_channels=4, batch=2),  # loops only
 ]
 SMALL = [s for s in GRID if multiply_adds(s) <= UNROLL_LIMIT]
-CASES = [(s, "unrolled") for s in SMALL] + [(s, "loops") for s in GRID]
+CASES = [(s, "unrolled") for s in SMALL] + [(s, "loops") for s in GRID] + [(s, "gemm") for s in GRID]
 
 
 def ids(case) -> str:
@@ -110,7 +110,7 @@ def evaluate(array: sp.Array, values: dict[sp.Symbol, float]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("spec", SMALL[:6], ids=lambda s: s.describe())
-@pytest.mark.parametrize("strategy", ["unrolled", "loops"])
+@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm"])
 def test_matches_the_symbolic_derivation(kernels, spec, strategy):
     d = derive(spec)
     a = random_args(spec, seed=11)
@@ -207,3 +207,55 @@ def test_out_is_filled_and_returned(kernels):
         out = np.full(shape, np.nan)
         assert getattr(k, method)(*args, out=out) is out
         np.testing.assert_array_equal(out, getattr(k, method)(*args))
+
+
+# Above the kernels' PARALLEL_WORK (1e5 multiply-adds), so a team of threads really starts.
+THREADED = [
+    ConvSpec((12, 12), (3, 3), padding=1, in_channels=4, out_channels=8, batch=3),
+    ConvSpec((13, 11), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=5, out_channels=9,
+             batch=7, flip=True),
+]
+
+
+@pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gemm_threads_match_the_reference_and_the_dot_test(kernels, spec, threads):
+    k = kernels(spec, "float64", "gemm").with_threads(threads)
+    assert multiply_adds(spec) > 100_000 and k.threads == threads
+    a = random_args(spec, seed=threads)
+    close = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **close)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, a["dy"], a["w"]), **close)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, a["x"], a["dy"]), **close)
+    x, w, y = a["x"], a["w"], a["dy"]
+    forward, scale = dot(k.forward(x, w), y), np.abs(x).sum() * np.abs(w).sum() * np.abs(y).max()
+    assert abs(forward - dot(x, k.grad_input(y, w))) <= 1e-12 * scale
+    assert abs(forward - dot(w, k.grad_weight(x, y))) <= 1e-12 * scale
+
+
+def test_gemm_thread_counts_agree_in_float32(kernels):
+    spec = THREADED[0]
+    k = kernels(spec, "float32", "gemm")
+    a = random_args(spec, "float32", seed=4)
+    one, two = k.with_threads(1), k.with_threads(2)
+    np.testing.assert_array_equal(one.forward(a["x"], a["w"], a["b"]), two.forward(a["x"], a["w"], a["b"]))
+    np.testing.assert_array_equal(one.grad_input(a["dy"], a["w"]), two.grad_input(a["dy"], a["w"]))
+    # grad_weight adds per-thread partial sums, so only the rounding may differ
+    np.testing.assert_allclose(one.grad_weight(a["x"], a["dy"]), two.grad_weight(a["x"], a["dy"]), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1, got 0"):
+        k.with_threads(0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_portable_gemm_matches_the_reference(kernel_cache, dtype):
+    """arch='portable' builds the same templates without -march=native (narrower vectors, other tile sizes)."""
+    from conftest import STRICT_CFLAGS
+    from symconv import compile_conv
+
+    spec = THREADED[1]
+    k = compile_conv(spec, dtype, "gemm", cflags=STRICT_CFLAGS, arch="portable", threads=2)
+    a = random_args(spec, dtype, seed=8)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **tol)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, a["dy"], a["w"]), **tol)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, a["x"], a["dy"]), **tol)

@@ -1,0 +1,61 @@
+"""Peak: the machine's own FMA rate -> GFLOP/s per dtype and thread count, from a C micro-benchmark.
+
+The kernel benchmark reports each kernel as a fraction of this number, so it is measured, never assumed: a
+loop of independent vector fused multiply-adds (``templates/peak_fma.c.j2``), compiled through the same
+build cache with the same flags as the kernels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Optional
+
+from .build import DEFAULT_CFLAGS, BuildJob, build, cache_root, target_flags
+from .lowering import CTYPES
+from .render import environment
+
+__all__ = ["peak_gflops"]
+
+_TEMPLATES = {"c": "peak_fma.c.j2", "cdef": "peak_fma.cdef.j2"}
+
+
+def _module(dtype: str, arch: str, cache_dir: Optional[os.PathLike[str] | str]):  # -> cffi module
+    from . import __version__
+
+    ctype = CTYPES[dtype]
+    text = {kind: environment().get_template(name).render(
+        version=__version__, template=name, ctype=ctype, key="-", description=f"{dtype} peak")
+        for kind, name in _TEMPLATES.items()}
+    text["c"] = text["c"].replace("key -;", "key " + hashlib.sha256(text["c"].encode()).hexdigest()[:16] + ";")
+    cflags, ldflags = target_flags(DEFAULT_CFLAGS, arch)
+    job = BuildJob(text["c"], text["cdef"], cflags, f"symconv {__version__}; peak", ldflags)
+    return build(job, cache_root(cache_dir)), ctype
+
+
+def peak_gflops(dtype: str = "float32", threads: int = 1, *, seconds: float = 0.2, arch: str = "native",
+                cache_dir: Optional[os.PathLike[str] | str] = None) -> float:
+    """Best of three runs of about ``seconds`` each: the FMA rate in GFLOP/s on ``threads`` threads.
+
+    >>> peak_gflops("float64", seconds=0.01) > 0.1
+    True
+    """
+    module, ctype = _module(dtype, arch, cache_dir)
+    run = getattr(module.lib, f"peak_{ctype}_fma")
+    per_iteration = getattr(module.lib, f"peak_{ctype}_flops_per_iteration")() * threads
+    iterations = 1000
+    while True:  # calibrate: grow the count until one run takes a tenth of the budget
+        start = time.perf_counter()
+        run(iterations, threads)
+        elapsed = time.perf_counter() - start
+        if elapsed > seconds / 10:
+            break
+        iterations *= 4
+    iterations = max(1, int(iterations * seconds / elapsed))
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        run(iterations, threads)
+        best = min(best, time.perf_counter() - start)
+    return per_iteration * iterations / best / 1e9
