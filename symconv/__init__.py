@@ -1,10 +1,13 @@
 """symconv: derive, prove, print and generate the backward pass of convolution layers, for any shape."""
 
-from . import forms
 from .codegen import compile_conv
+from . import forms
 from .derive import Derivation, derive
 from .latex import latex
 from .latex_document import latex_document
+from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .losses import CrossEntropyLoss, MSELoss
+from .network import Network
 from .prove import Proof, ProofReport, check, prove
 from .runtime import ConvKernels
 from .spec import ConvSpec
@@ -23,4 +26,13 @@ __all__ = [
     "ConvKernels",
     "latex",
     "latex_document",
+    "Network",
+    "Conv2d",
+    "ReLU",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Flatten",
+    "Dense",
+    "MSELoss",
+    "CrossEntropyLoss",
 ]

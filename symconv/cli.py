@@ -14,6 +14,7 @@ from .prove import prove
 from .spec import ConvSpec
 from .benchmark import add_kernel_flags
 from .text import derivation_text
+from .train import add_train_flags
 
 __all__ = ["main", "parse_pair", "spec_from_args"]
 
@@ -112,6 +113,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import MissingExtra, run_from_args
+
+    try:
+        return run_from_args(args)
+    except (MissingExtra, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .codegen import write_sources  # imported on use: jinja2 and the printer are not needed elsewhere
 
@@ -178,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")
     bench.add_argument("--quick", action="store_true", help="small sizes only (symbolic); few short samples (kernels)")
     add_kernel_flags(bench)
+    train = command("train", _cmd_train, "train a LeNet-style CNN on scikit-learn's 8x8 digits in generated C",
+                    spec_flags=False)
+    add_train_flags(train)
     return parser
 
 

@@ -8,10 +8,10 @@ from typing import Union
 Pair = tuple[int, int]
 IntOrPair = Union[int, Pair]
 
-__all__ = ["ConvSpec", "Pair", "IntOrPair"]
+__all__ = ["ConvSpec", "Pair", "IntOrPair", "as_pair"]
 
 
-def _as_pair(field: str, value: object) -> Pair:
+def as_pair(field: str, value: object) -> Pair:
     """Normalise an int or a 2-sequence of ints to a pair, rejecting anything else by name."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -61,7 +61,7 @@ class ConvSpec:
 
     def __post_init__(self) -> None:
         pairs = {
-            name: _as_pair(name, getattr(self, name))
+            name: as_pair(name, getattr(self, name))
             for name in ("input_size", "kernel_size", "stride", "padding", "dilation")
         }
         for name in ("input_size", "kernel_size", "stride", "dilation"):

@@ -1,0 +1,322 @@
+"""Network: shapes, the whole-loss derivation, the region-wise proof, wrong closed forms refused, the float NumPy
+reference against finite differences, SymPy and PyTorch, hostile inputs, and the LaTeX."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symconv
+from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MaxPool2d, MSELoss, Network, ReLU
+from symconv.layers import ZERO
+from symconv.network_latex import network_latex
+
+
+def tiny() -> Network:
+    """The issue's network: 6x6 input, 3x3 convolution, ReLU, 2x2 max pooling, flatten, dense, MSE."""
+    return Network([Conv2d(1, 3), ReLU(), MaxPool2d(2), Flatten(), Dense(2), MSELoss()], (1, 1, 6, 6))
+
+
+def small() -> Network:
+    """A quicker network of the same kinds of layers, with overlapping pooling windows."""
+    return Network([Conv2d(1, 2), ReLU(), MaxPool2d(2, stride=1), Flatten(), Dense(2), MSELoss()], (1, 1, 4, 4))
+
+
+def test_shapes_and_parameters_are_inferred() -> None:
+    net = tiny()
+    assert net.shapes == ((1, 1, 6, 6), (1, 1, 4, 4), (1, 1, 4, 4), (1, 1, 2, 2), (1, 4), (1, 2))
+    assert net.parameter_shapes() == {"0.weight": (1, 1, 3, 3), "0.bias": (1,), "4.weight": (2, 4), "4.bias": (2,)}
+    assert "2: MaxPool2d(2, stride 2) -> (1, 1, 2, 2)" in net.describe()
+
+
+def test_derive_builds_the_whole_piecewise_loss() -> None:
+    d = tiny().derive()
+    assert d.loss.has(sp.Max)
+    names = {s.name for s in d.loss.free_symbols}
+    assert {"X_{11}", "F^{[1]}_{33}", "b^{[1]}", "W^{[5]}_{24}", "b^{[5]}_{2}", "t_{2}"} <= names
+    assert len(names) == 36 + 9 + 1 + 8 + 2 + 2
+    # The symbolic loss is the reference's at any point.
+    net, rng = tiny(), np.random.default_rng(0)
+    x, params, t = rng.standard_normal((1, 1, 6, 6)), net.init_params(0), rng.standard_normal((1, 2))
+    value = d.loss.xreplace(d.point_from(x, params, t))
+    assert float(value) == pytest.approx(float(net.reference_loss(x, params, t)), rel=1e-12)
+
+
+def test_the_tiny_network_proof_holds_in_a_few_seconds() -> None:
+    start = time.perf_counter()
+    report = tiny().prove()
+    elapsed = time.perf_counter() - start
+    assert report.holds, str(report)
+    assert [p.name for p in report.proofs] == [
+        "grad_input",
+        "grad_0.weight",
+        "grad_0.bias",
+        "grad_4.weight",
+        "grad_4.bias",
+        "piecewise_at_point",
+        "region_loss_at_point",
+    ]
+    assert "ReLU" in report.region and "winners" in report.region
+    assert elapsed < 15  # about 2-3 s on the development machine; generous for slow CI
+
+
+def test_another_region_of_the_tiny_network() -> None:
+    first, second = tiny().prove(seed=0), tiny().prove(seed=1)
+    assert second.holds, str(second)
+    assert second.region != first.region
+
+
+@pytest.mark.parametrize(
+    "layers,shape",
+    [
+        ([Dense(3), ReLU(), Dense(2), MSELoss()], (2, 3)),
+        ([Conv2d(2, 2, stride=2, padding=1), ReLU(), AvgPool2d(2), Flatten(), Dense(2), MSELoss()], (1, 1, 4, 4)),
+        ([Conv2d(1, 2), ReLU(), MaxPool2d(2, stride=1), Flatten(), Dense(3), CrossEntropyLoss()], (2, 1, 3, 3)),
+        ([MaxPool2d(2, stride=1, padding=1), ReLU(), Flatten(), MSELoss()], (1, 1, 2, 2)),
+    ],
+    ids=["dense-relu-dense", "strided-conv-avgpool", "cross-entropy", "pool-then-relu"],
+)
+def test_the_proof_holds_for_other_networks(layers, shape) -> None:
+    report = Network(layers, shape).prove()
+    assert report.holds, str(report)
+
+
+def test_the_proof_at_a_given_point_from_floats() -> None:
+    net, rng = small(), np.random.default_rng(5)
+    d = net.derive()
+    point = d.point_from(rng.standard_normal((1, 1, 4, 4)), net.init_params(5), rng.standard_normal((1, 2)))
+    report = net.prove(point=point)
+    assert report.holds and report.point == point
+
+
+def test_a_point_on_a_region_boundary_is_refused() -> None:
+    net = tiny()
+    d = net.derive()
+    zeros = {s: 0 for tensor in d.free_tensors().values() for s in tensor.flat}
+    with pytest.raises(ValueError, match=r"region boundary.*ReLU.*exactly 0"):
+        net.prove(point=zeros)
+    with pytest.raises(ValueError, match="no value"):
+        net.prove(point={d.input[0, 0, 0, 0]: 1})
+    with pytest.raises(ValueError, match="not finite"):
+        net.prove(point={**{s: 1 for s in zeros}, d.input[0, 0, 0, 0]: float("nan")})
+    with pytest.raises(ValueError, match="exact rational"):
+        net.prove(point={**{s: 1 for s in zeros}, d.input[0, 0, 0, 0]: sp.sqrt(2)})
+    with pytest.raises(ValueError, match="not finite"):
+        d.point_from(np.full((1, 1, 6, 6), np.inf), net.init_params(), np.zeros((1, 2)))
+
+
+class _EveryUnitMaxPool(MaxPool2d):
+    """A wrong closed form inside a network: the pooling gradient goes to every unit of the window."""
+
+    def backward(self, x, params, grad_output, branch=None):
+        grad = np.full(x.shape, ZERO, dtype=object)
+        for p, cells in self.windows(x.shape):
+            for r, c in cells:
+                grad[p[0], p[1], r, c] += grad_output[p]
+        return grad, {}
+
+
+class _NoBiasGradient(Dense):
+    def backward(self, x, params, grad_output, branch=None):
+        grad, grads = super().backward(x, params, grad_output, branch)
+        return grad, {**grads, "bias": np.full(grads["bias"].shape, ZERO, dtype=object)}
+
+
+def test_a_wrong_layer_inside_a_network_is_refused_with_the_parameter_entry() -> None:
+    net = Network([Conv2d(1, 2), ReLU(), _EveryUnitMaxPool(2, stride=1), Flatten(), Dense(2), MSELoss()], (1, 1, 4, 4))
+    report = net.prove()
+    assert not report.holds
+    failing = [p for p in report.proofs if not p.holds]
+    assert {p.name for p in failing} >= {"grad_input", "grad_0.weight", "piecewise_at_point"}
+    counterexample = report["grad_0.weight"].counterexample
+    assert counterexample.tensor == "0.weight (F^{[1]})" and len(counterexample.index) == 4
+    assert counterexample.difference != 0
+    assert report["grad_4.weight"].holds  # layers after the pooling are untouched
+
+    report = Network([Flatten(), _NoBiasGradient(2), MSELoss()], (1, 3)).prove()
+    assert not report["grad_1.bias"].holds and report["grad_1.weight"].holds
+
+
+def test_incompatible_shapes_are_refused_naming_the_layer() -> None:
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv2d.*larger than the padded input"):
+        Network([Conv2d(1, 7), MSELoss()], (1, 1, 6, 6))
+    with pytest.raises(ValueError, match=r"layer 3 \(Dense\(2\)\).*Flatten"):
+        Network([Conv2d(1, 3), ReLU(), MaxPool2d(2), Dense(2), MSELoss()], (1, 1, 6, 6))
+    with pytest.raises(ValueError, match=r"layer 1 \(CrossEntropyLoss"):
+        Network([Conv2d(3, 3), CrossEntropyLoss()], (1, 1, 6, 6))
+    with pytest.raises(ValueError, match="ends with a loss"):
+        Network([Conv2d(1, 3), ReLU()], (1, 1, 6, 6))
+    with pytest.raises(ValueError, match="loss must come last"):
+        Network([MSELoss(), Flatten(), MSELoss()], (1, 4))
+    with pytest.raises(ValueError, match="empty batch"):
+        Network([Flatten(), MSELoss()], (0, 1, 6, 6))
+    with pytest.raises(ValueError, match=r"layer 0 .*out_channels"):
+        Network([Conv2d(0, 3), MSELoss()], (1, 1, 6, 6))
+
+
+# ---- the float NumPy reference -------------------------------------------------------------------------------
+
+
+def _network_for_reference() -> tuple[Network, np.ndarray, np.ndarray]:
+    net = Network(
+        [
+            Conv2d(2, 3, padding=1),
+            ReLU(),
+            MaxPool2d(2),
+            Conv2d(2, 2),
+            AvgPool2d(1),
+            Flatten(),
+            Dense(3),
+            CrossEntropyLoss(),
+        ],
+        (2, 1, 6, 6),
+    )
+    rng = np.random.default_rng(7)
+    return net, rng.standard_normal((3, 1, 6, 6)), np.array([0, 2, 1])  # batch 3: not input_shape's 2
+
+
+def test_init_params_follow_pytorchs_law_and_are_seeded() -> None:
+    net, _, _ = _network_for_reference()
+    params = net.init_params(seed=3)
+    assert {k: v.shape for k, v in params.items()} == net.parameter_shapes()
+    assert np.abs(params["0.weight"]).max() <= 1 / 3 and np.abs(params["6.weight"]).max() <= 1 / np.sqrt(8)
+    assert all(np.array_equal(params[k], net.init_params(seed=3)[k]) for k in params)
+    assert net.init_params(dtype=np.float32)["0.bias"].dtype == np.float32
+
+
+def test_reference_backward_against_central_differences() -> None:
+    net, x, labels = _network_for_reference()
+    params = net.init_params(0)
+    grads = net.reference_backward(x, params, labels)
+    h = 1e-6
+    for name, tensor, grad in [("input", x, grads.input), *[(k, params[k], grads.params[k]) for k in params]]:
+        numeric = np.zeros(tensor.shape)
+        for index in np.ndindex(*tensor.shape):
+            saved = tensor[index]
+            tensor[index] = saved + h
+            up = net.reference_loss(x, params, labels)
+            tensor[index] = saved - h
+            down = net.reference_loss(x, params, labels)
+            tensor[index] = saved
+            numeric[index] = (up - down) / (2 * h)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+def test_taylor_remainder_shrinks_as_h_squared() -> None:
+    net, x, labels = _network_for_reference()
+    params, rng = net.init_params(1), np.random.default_rng(2)
+    grads = net.reference_backward(x, params, labels)
+    directions = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    slope = sum(float(np.sum(grads.params[k] * directions[k])) for k in params)
+    remainders = []
+    for h in (1e-3, 5e-4, 2.5e-4):  # small enough that no ReLU or pooling kink is crossed
+        moved = {k: params[k] + h * directions[k] for k in params}
+        remainders.append(abs(net.reference_loss(x, moved, labels) - grads.loss - h * slope))
+    assert remainders[0] / remainders[1] == pytest.approx(4, rel=0.15)
+    assert remainders[1] / remainders[2] == pytest.approx(4, rel=0.15)
+
+
+def test_reference_backward_equals_sympys_derivative_of_the_whole_loss() -> None:
+    net, rng = tiny(), np.random.default_rng(4)
+    x, params, t = rng.standard_normal((1, 1, 6, 6)), net.init_params(4), rng.standard_normal((1, 2))
+    d = net.derive()
+    point = d.point_from(x, params, t)
+    grads = net.reference_backward(x, params, t)
+    for key, tensor in {"input": d.input, **d.params}.items():
+        exact = np.array([float(sp.diff(d.loss, s).xreplace(point)) for s in tensor.flat]).reshape(tensor.shape)
+        got = grads.input if key == "input" else grads.params[key]
+        np.testing.assert_allclose(got, exact, rtol=1e-12, atol=1e-14, err_msg=key)
+
+
+def test_float32_reference_is_close_to_float64() -> None:
+    net, x, labels = _network_for_reference()
+    p64 = net.init_params(0)
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    g64, g32 = net.reference_backward(x, p64, labels), net.reference_backward(x.astype(np.float32), p32, labels)
+    assert g32.input.dtype == np.float32 and all(v.dtype == np.float32 for v in g32.params.values())
+    np.testing.assert_allclose(g32.loss, g64.loss, rtol=1e-5)
+    for k in p64:
+        np.testing.assert_allclose(g32.params[k], g64.params[k], rtol=1e-3, atol=1e-5)
+
+
+def test_hostile_reference_inputs() -> None:
+    net, x, labels = _network_for_reference()
+    params = net.init_params(0)
+    with pytest.raises(ValueError, match=r"the network takes \(N, 1, 6, 6\)"):
+        net.reference_forward(x[:, :, :5], params)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        net.reference_forward(x.astype(int), params)
+    with pytest.raises(ValueError, match="empty batch"):
+        net.reference_forward(x[:0], params)
+    with pytest.raises(ValueError, match="keys"):
+        net.reference_forward(x, {k: v for k, v in params.items() if k != "0.bias"})
+    with pytest.raises(ValueError, match=r"params\['0.weight'\] must be a float64 array of shape"):
+        net.reference_forward(x, {**params, "0.weight": params["0.weight"].astype(np.float32)})
+    with pytest.raises(ValueError, match="labels"):
+        net.reference_loss(x, params, np.array([0, 1, 3]))
+    mse = tiny()
+    with pytest.raises(ValueError, match="target must have the output's shape"):
+        mse.reference_loss(np.zeros((1, 1, 6, 6)), mse.init_params(), np.zeros((1, 3)))
+    # NaN propagates to the loss and its gradients without an exception (documented IEEE behaviour).
+    x_nan = x.copy()
+    x_nan[0, 0, 0, 0] = np.nan
+    grads = net.reference_backward(x_nan, params, labels)
+    assert np.isnan(grads.loss) and np.isnan(grads.params["6.weight"]).any()
+
+
+def test_reference_matches_pytorch() -> None:
+    torch = pytest.importorskip("torch")
+    net, x, labels = _network_for_reference()
+    params = net.init_params(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(2, 2, 2),
+        torch.nn.AvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 3),
+    ).double()
+    model.load_state_dict({k: torch.tensor(v) for k, v in params.items()})  # the keys are PyTorch's
+    tx = torch.tensor(x, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(model(tx), torch.tensor(labels))
+    loss.backward()
+    grads = net.reference_backward(x, params, labels)
+    assert float(grads.loss) == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(grads.input, tx.grad.numpy(), rtol=1e-10, atol=1e-14)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(grads.params[name], p.grad.numpy(), rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+# ---- LaTeX and the public API --------------------------------------------------------------------------------
+
+
+def test_network_latex_lists_every_layer_and_the_backward_chain() -> None:
+    text = network_latex(tiny())
+    assert text.startswith("\\begin{align*}") and text.endswith("\\end{align*}")
+    assert "\\max\\left(0, {a^{[1]}}_{n,c,i,j}\\right)" in text
+    assert "{\\delta^{[5]}}_{n,o} &= {a^{[5]}}_{n,o} - {t}_{n,o}" in text
+    assert "\\left[{a^{[1]}}_{n,c,i,j} > 0\\right]" in text
+    assert "w^{[3]}_{n,c,i,j} = (u, v)" in text
+    assert text.index("Forward") < text.index("Backward")
+    assert "CrossEntropyLoss: mean over the batch" in network_latex(_network_for_reference()[0])
+
+
+def test_public_names() -> None:
+    namespace: dict = {}
+    exec("from symconv import *", namespace)
+    for name in (
+        "Network",
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "AvgPool2d",
+        "Flatten",
+        "Dense",
+        "MSELoss",
+        "CrossEntropyLoss",
+    ):
+        assert name in symconv.__all__ and name in namespace
