@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import statistics
 import time
+import timeit
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from .derive import derive
-from .lowering import multiply_adds
+from .lowering import CTYPES, kernel_prefix, multiply_adds
 from .prove import prove
 from .reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
 from .spec import ConvSpec
 from .symbols import positions
 
 __all__ = ["SYMBOLIC_SUITE", "symbolic_table", "KERNEL_SUITE", "PASSES", "KernelRow", "kernel_rows", "kernel_table",
-           "add_kernel_flags", "run_kernel_benchmark"]
+           "add_kernel_flags", "call_overhead", "run_kernel_benchmark"]
 
 SYMBOLIC_SUITE: tuple[ConvSpec, ...] = (
     ConvSpec((3, 3), (2, 2)),
@@ -187,7 +188,7 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
     suite = [(n, s) for n, s in KERNEL_SUITE if not names or any(part in n for part in names)]
     rows = []
     for count in threads:
-        peak = peak_gflops(dtype, count)
+        peak = peak_gflops(dtype, count, seconds=1.0)  # best of 5 runs of 0.2 s: robust on a noisy machine
         if torch is not None:
             torch.set_num_threads(count)
         for name, spec in suite:
@@ -224,8 +225,27 @@ def kernel_table(rows: Sequence[KernelRow]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     peaks = sorted({(r.threads, r.peak) for r in rows})
     lines.append("")
-    lines.append("Measured FMA peak: " + ", ".join(f"{p:.0f} GFLOP/s at {t} thread{'s' * (t > 1)}" for t, p in peaks))
+    lines.append("Measured FMA peak: " + ", ".join(
+        f"{p:.0f} GFLOP/s at {t} thread{'s' * (t > 1)} ({p / t:.0f} per thread)" for t, p in peaks))
     return "\n".join(lines)
+
+
+def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7) -> tuple[float, float]:
+    """Seconds per call of the textbook forward pass with ``out=``: (Python side, C side). The Python side is
+    the method call minus the bare cffi call on the same pointers: argument checks and ``from_buffer``."""
+    from .codegen import compile_conv
+
+    spec = KERNEL_SUITE[0][1]
+    kernels = compile_conv(spec, dtype, threads=1)
+    a = _arguments(spec, dtype)
+    out = np.empty(spec.output_shape, dtype)
+    ffi, lib = kernels.module.ffi, kernels.module.lib
+    pointers = [ffi.from_buffer(CTYPES[dtype] + "[]", v)
+                for v in (a["x"], a["w"], a["b"], out)]
+    bare = getattr(lib, f"{kernel_prefix(spec, dtype)}_forward")
+    full = min(timeit.repeat(lambda: kernels.forward(a["x"], a["w"], a["b"], out=out), number=number, repeat=repeats))
+    c = min(timeit.repeat(lambda: bare(*pointers), number=number, repeat=repeats))
+    return (full - c) / number, c / number
 
 
 def add_kernel_flags(parser: Any) -> None:
@@ -249,4 +269,6 @@ def run_kernel_benchmark(args: Any) -> str:
         target=0.005 if quick else 0.02,
         budget=0.5 if quick else 2.0,
     )
-    return kernel_table(rows)
+    python, c = call_overhead("float64" if args.float64 else "float32")
+    return kernel_table(rows) + (f"\nPython overhead per call with out= (textbook forward, checks and pointers): "
+                                 f"{python * 1e6:.2f} µs, on top of {c * 1e6:.2f} µs for the bare C call")

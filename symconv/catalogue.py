@@ -47,7 +47,7 @@ CATALOGUE: Final = (
     ),
     Entry(
         ConvSpec((7, 7), (3, 3), padding=2, dilation=2, batch=2, in_channels=3, out_channels=4),
-        "padding, dilation, batch and channels at once; taps that fall on padding are skipped by loop bounds",
+        "padding, dilation, batch and channels at once: the direct strategy, on zero-padded phase planes",
     ),
 )
 

@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
     generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
-    generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm"),
-                          help="default: unrolled for small layers, else gemm")
+    generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm", "direct"),
+                          help="default: unrolled for small layers, else direct")
     generate.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write (default .)")
     tex = command("latex", _cmd_latex, "print the derivation as LaTeX equations, or write a standalone .tex document")
     tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")

@@ -27,7 +27,8 @@ __all__ = ["compile_conv", "write_sources", "FLOAT32_UNIT_ROUNDOFF"]
 FLOAT32_UNIT_ROUNDOFF: Final = 2.0**-24
 
 # The stages whose code shapes the generated C: a cache hit must not survive an edit to any of them.
-_GENERATOR_MODULES: Final = ("spec.py", "symbols.py", "derive.py", "lowering.py", "cprinter.py", "render.py")
+_GENERATOR_MODULES: Final = ("spec.py", "symbols.py", "derive.py", "direct.py", "lowering.py", "cprinter.py",
+                              "render.py")
 
 _loaded: dict[tuple[object, ...], ConvKernels] = {}
 _loaded_lock = threading.Lock()
@@ -64,7 +65,8 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
     """Compile (or load from the cache) the forward pass and the three gradients of ``spec``.
 
     ``dtype`` is ``"float32"`` or ``"float64"``. ``strategy`` is ``"unrolled"`` (the derived equations as
-    straight-line code), ``"loops"`` (loop nests), or None to choose by size (``lowering.UNROLL_LIMIT``).
+    straight-line code), ``"loops"`` (loop nests), ``"gemm"`` (packed matrix products), ``"direct"`` (direct
+    convolutions on padded images; ``symconv.direct``), or None to choose by size (``lowering.UNROLL_LIMIT``).
     ``cflags`` are added to Python's own compiler flags (default ``("-O3",)``; the tests add
     ``-Wall -Wextra -Werror``). ``arch`` is ``"native"`` (``-march=native``: every vector instruction of this
     CPU; the cache key then holds the CPU's fingerprint) or ``"portable"`` (the compiler's baseline). Every

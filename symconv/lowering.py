@@ -1,10 +1,13 @@
 """Lowering: a ``ConvSpec``, a dtype and a strategy -> a ``KernelPlan`` describing the four C kernels.
 
-Three strategies. ``unrolled``: the derived equations themselves, one assignment per output entry after
+Four strategies. ``unrolled``: the derived equations themselves, one assignment per output entry after
 ``sympy.cse``, for small layers. ``loops``: a fixed loop nest per kernel family (it lives in the family's
 template), driven by the layer's constants and by the tap ranges computed here. ``gemm``: each pass as a
 matrix product on packed blocks (im2col a panel at a time) with a register-blocked vector micro-kernel and
-OpenMP threads, for everything that is not small; it uses the same constants and tap ranges as ``loops``.
+OpenMP threads; it uses the same constants and tap ranges as ``loops``. ``direct``: the forward pass, the
+weight gradient and (at stride 1) the input gradient as direct convolutions on a zero-padded, stride-split copy
+of each image (``symconv.direct``), with the same vectors, register tiles and threads as ``gemm`` but no im2col
+panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the default for everything not small.
 """
 
 from __future__ import annotations
@@ -15,17 +18,20 @@ from typing import Final, Literal, Mapping, Optional
 import sympy as sp
 
 from .derive import Derivation, derive
+from .direct import DirectGeometry, direct_passes
 from .spec import ConvSpec
 from .symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
 
 __all__ = [
-    "Strategy", "STRATEGIES", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
+    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
     "Kernel", "TapRanges", "KernelPlan", "multiply_adds", "choose_strategy", "kernel_prefix", "signatures",
     "tap_ranges", "lower",
 ]
 
-Strategy = Literal["unrolled", "loops", "gemm"]
-STRATEGIES: Final = ("unrolled", "loops", "gemm")
+Strategy = Literal["unrolled", "loops", "gemm", "direct"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct")
+VECTOR_STRATEGIES: Final = ("gemm", "direct")
+"""The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
 
 CTYPES: Final[Mapping[str, str]] = {"float32": "float", "float64": "double"}
 """NumPy dtype name -> C type of every array argument."""
@@ -115,12 +121,23 @@ class KernelPlan:
     kernels: tuple[Kernel, ...]
     rows: TapRanges
     cols: TapRanges
+    # the passes computed as direct convolutions (``direct`` strategy), by name: "forward", "grad_input"
+    direct: tuple[DirectGeometry, ...] = ()
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def ctype(self) -> str:
         return CTYPES[self.dtype]
+
+    @property
+    def gemm_passes(self) -> tuple[str, ...]:
+        """The passes computed as packed matrix products."""
+        if self.strategy == "gemm":
+            return ("forward", "grad_input", "grad_weight")
+        if self.strategy == "direct" and all(g.name != "grad_input" for g in self.direct):
+            return ("grad_input",)
+        return ()
 
 
 def multiply_adds(spec: ConvSpec) -> int:
@@ -134,15 +151,15 @@ def multiply_adds(spec: ConvSpec) -> int:
 
 
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
-    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``gemm``.
+    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``.
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
-    ('unrolled', 'gemm')
+    ('unrolled', 'direct')
     """
     if strategy is None:
-        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "gemm"
+        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm' or None, got {strategy!r}")
+        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
     return strategy  # type: ignore[return-value]
 
 
@@ -282,4 +299,5 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
         for family, params in signatures(spec).items()
     )
     rows, cols = tap_ranges(spec)
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, arrays)
+    direct = direct_passes(spec) if chosen == "direct" else ()
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, arrays)

@@ -16,7 +16,7 @@ from typing import Any, Final
 import jinja2
 
 from .cprinter import ConvCPrinter
-from .lowering import Kernel, KernelPlan, StraightLine, signatures
+from .lowering import VECTOR_STRATEGIES, Kernel, KernelPlan, StraightLine, signatures
 from .spec import ConvSpec
 
 __all__ = [
@@ -34,7 +34,7 @@ def _templates_dir() -> Path:
 TEMPLATES_DIR: Final[Path] = _templates_dir()
 """The one place templates are resolved from."""
 
-TEMPLATE_VERSION: Final = 2
+TEMPLATE_VERSION: Final = 3
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -155,8 +155,10 @@ def render(plan: KernelPlan) -> Sources:
         "cols": plan.cols,
         "arrays": _arrays(spec),
         "guard": f"SYMCONV_{plan.prefix.upper()}_H",
-        # gemm kernels take a thread count first and return a status (scratch memory can run out).
-        "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy == "gemm") for k in plan.kernels],
+        "gemm_passes": plan.gemm_passes,
+        "direct": {g.name: g for g in plan.direct},
+        # vector kernels take a thread count first and return a status (scratch memory can run out).
+        "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
     }
     texts = {
         kind: environment().get_template(name).render(context, template=name)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .lowering import CTYPES, Param, kernel_prefix, signatures
+from .lowering import CTYPES, VECTOR_STRATEGIES, Param, kernel_prefix, signatures
 from .spec import ConvSpec
 
 __all__ = ["ConvKernels", "default_threads"]
@@ -118,7 +118,7 @@ class ConvKernels:
 
     Every method takes C-contiguous NumPy arrays of the layer's dtype in PyTorch layout and returns a new
     array, or fills and returns ``out``. Build instances with ``symconv.compile_conv``. ``threads`` bounds
-    the OpenMP threads of one call (``gemm`` kernels; the others run on the calling thread).
+    the OpenMP threads of one call (``gemm`` and ``direct`` kernels; the others run on the calling thread).
     """
 
     spec: ConvSpec
@@ -142,7 +142,7 @@ class ConvKernels:
         }
         object.__setattr__(self, "_ops", ops)
         calls = {family: getattr(lib, f"{prefix}_{family}") for family in ops}
-        if self.strategy == "gemm":  # these take the thread count first (partial binds it in C, no frame)
+        if self.strategy in VECTOR_STRATEGIES:  # these take the thread count first (partial binds it in C, no frame)
             calls = {family: partial(call, self.threads) for family, call in calls.items()}
         for family, call in calls.items():  # one attribute per kernel: no dict lookup per call
             object.__setattr__(self, f"_{family}", call)
@@ -175,7 +175,8 @@ class ConvKernels:
                 out, py = oy.fresh()
             else:
                 py = oy.write(out)
-                if not _own_buffers(out, x, w):
+                if (out.base is not None or x.base is not None or w.base is not None  # _own_buffers, inlined
+                        or out is x or out is w):
                     _check_apart("forward", py, oy, ((px, ox), (pw, ow)))
         else:
             pb = ob.read(b)
@@ -183,7 +184,8 @@ class ConvKernels:
                 out, py = oy.fresh()
             else:
                 py = oy.write(out)
-                if not _own_buffers(out, x, w, b):
+                if (out.base is not None or x.base is not None or w.base is not None or b.base is not None
+                        or out is x or out is w or out is b):  # _own_buffers, inlined: it is the common case
                     _check_apart("forward", py, oy, ((px, ox), (pw, ow), (pb, ob)))
         if self._forward(px, pw, pb, py):
             raise MemoryError("forward: the kernel could not allocate its scratch memory")
@@ -197,7 +199,7 @@ class ConvKernels:
             out, pdx = odx.fresh()
         else:
             pdx = odx.write(out)
-            if not _own_buffers(out, dy, w):
+            if out.base is not None or dy.base is not None or w.base is not None or out is dy or out is w:
                 _check_apart("grad_input", pdx, odx, ((pdy, ody), (pw, ow)))
         if self._grad_input(pdy, pw, pdx):
             raise MemoryError("grad_input: the kernel could not allocate its scratch memory")
@@ -211,7 +213,7 @@ class ConvKernels:
             out, pdw = odw.fresh()
         else:
             pdw = odw.write(out)
-            if not _own_buffers(out, x, dy):
+            if out.base is not None or x.base is not None or dy.base is not None or out is x or out is dy:
                 _check_apart("grad_weight", pdw, odw, ((px, ox), (pdy, ody)))
         if self._grad_weight(px, pdy, pdw):
             raise MemoryError("grad_weight: the kernel could not allocate its scratch memory")

@@ -29,7 +29,7 @@ GRID = [
     ConvSpec((12, 10), (3, 3), stride=2, padding=1, in_channels=3, out_channels=4, batch=2),  # loops only
 ]
 SMALL = [s for s in GRID if multiply_adds(s) <= UNROLL_LIMIT]
-CASES = [(s, "unrolled") for s in SMALL] + [(s, "loops") for s in GRID] + [(s, "gemm") for s in GRID]
+CASES = [(s, "unrolled") for s in SMALL] + [(s, strategy) for strategy in ("loops", "gemm", "direct") for s in GRID]
 
 
 def ids(case) -> str:
@@ -110,7 +110,7 @@ def evaluate(array: sp.Array, values: dict[sp.Symbol, float]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("spec", SMALL[:6], ids=lambda s: s.describe())
-@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm"])
+@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm", "direct"])
 def test_matches_the_symbolic_derivation(kernels, spec, strategy):
     d = derive(spec)
     a = random_args(spec, seed=11)
@@ -219,8 +219,9 @@ THREADED = [
 
 @pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_gemm_threads_match_the_reference_and_the_dot_test(kernels, spec, threads):
-    k = kernels(spec, "float64", "gemm").with_threads(threads)
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+def test_threads_match_the_reference_and_the_dot_test(kernels, spec, threads, strategy):
+    k = kernels(spec, "float64", strategy).with_threads(threads)
     assert multiply_adds(spec) > 100_000 and k.threads == threads
     a = random_args(spec, seed=threads)
     close = dict(rtol=1e-12, atol=1e-12)
@@ -233,9 +234,10 @@ def test_gemm_threads_match_the_reference_and_the_dot_test(kernels, spec, thread
     assert abs(forward - dot(w, k.grad_weight(x, y))) <= 1e-12 * scale
 
 
-def test_gemm_thread_counts_agree_in_float32(kernels):
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+def test_thread_counts_agree_in_float32(kernels, strategy):
     spec = THREADED[0]
-    k = kernels(spec, "float32", "gemm")
+    k = kernels(spec, "float32", strategy)
     a = random_args(spec, "float32", seed=4)
     one, two = k.with_threads(1), k.with_threads(2)
     np.testing.assert_array_equal(one.forward(a["x"], a["w"], a["b"]), two.forward(a["x"], a["w"], a["b"]))
@@ -247,13 +249,14 @@ def test_gemm_thread_counts_agree_in_float32(kernels):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_portable_gemm_matches_the_reference(kernel_cache, dtype):
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+@pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
+def test_portable_vector_kernels_match_the_reference(kernel_cache, dtype, strategy, spec):
     """arch='portable' builds the same templates without -march=native (narrower vectors, other tile sizes)."""
     from conftest import STRICT_CFLAGS
     from symconv import compile_conv
 
-    spec = THREADED[1]
-    k = compile_conv(spec, dtype, "gemm", cflags=STRICT_CFLAGS, arch="portable", threads=2)
+    k = compile_conv(spec, dtype, strategy, cflags=STRICT_CFLAGS, arch="portable", threads=2)
     a = random_args(spec, dtype, seed=8)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **tol)

@@ -93,10 +93,11 @@ def test_one_prototype_shared_by_c_header_and_cdef(entry):
 
 
 @needs_gcc
-@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm"])
+@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm", "direct"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_written_sources_compile_standalone_without_warnings(tmp_path, dtype, strategy):
-    spec = ConvSpec((6, 5), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=2, flip=True)
+@pytest.mark.parametrize("stride", [(2, 1), (1, 1)])  # direct: a gemm input gradient, or a direct one
+def test_written_sources_compile_standalone_without_warnings(tmp_path, dtype, strategy, stride):
+    spec = ConvSpec((6, 5), (3, 2), stride=stride, padding=(1, 0), dilation=(1, 2), in_channels=2, flip=True)
     c_file, header, cdef = write_sources(spec, dtype, tmp_path, strategy)
     strict = [GCC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O2"]
     subprocess.run([*strict, "-c", str(c_file), "-o", str(tmp_path / "k.o")], check=True)
@@ -178,7 +179,7 @@ def test_strategy_threshold_and_forcing():
 
     at_limit, above = ConvSpec((17, 17), (2, 2)), ConvSpec((18, 17), (2, 2))
     assert multiply_adds(at_limit) == UNROLL_LIMIT < multiply_adds(above)
-    assert choose_strategy(at_limit) == "unrolled" and choose_strategy(above) == "gemm"
+    assert choose_strategy(at_limit) == "unrolled" and choose_strategy(above) == "direct"
     assert choose_strategy(above, "unrolled") == "unrolled" and choose_strategy(at_limit, "loops") == "loops"
-    with pytest.raises(ValueError, match="strategy must be 'unrolled', 'loops', 'gemm' or None, got 'fast'"):
+    with pytest.raises(ValueError, match="strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got 'fast'"):
         lower(at_limit, "float32", "fast")
