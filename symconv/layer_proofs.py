@@ -22,7 +22,7 @@ import sympy as sp
 
 from .layers import Conv2d, Layer, MaxPool2d, ReLU, Shape, entrywise
 from .losses import CrossEntropyLoss, Loss
-from .prove import Counterexample, Proof
+from .prove import Counterexample, Proof, Proofs
 
 __all__ = [
     "LayerProofReport",
@@ -52,26 +52,15 @@ STATEMENTS: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
-class LayerProofReport:
+class LayerProofReport(Proofs):
     """The proofs of one layer on one input shape; ``region`` names the branch the region proofs are on."""
 
     subject: str
     proofs: tuple[Proof, ...]
     region: str = ""
 
-    @property
-    def holds(self) -> bool:
-        return all(p.holds for p in self.proofs)
-
-    def __getitem__(self, name: str) -> Proof:
-        for proof in self.proofs:
-            if proof.name == name:
-                return proof
-        raise KeyError(name)
-
-    def __str__(self) -> str:
-        lines = [f"Proofs for {self.subject}" + (f" (region: {self.region})" if self.region else "") + ":"]
-        return "\n".join(lines + [f"  [{'ok' if p.holds else 'FAIL'}] {p}" for p in self.proofs])
+    def title(self) -> str:
+        return self.subject + (f" (region: {self.region})" if self.region else "")
 
 
 def symbol_tensor(letter: str, shape: Shape, layer: Optional[int] = None) -> np.ndarray:

@@ -18,7 +18,7 @@ from .derive import Derivation, derive
 from .spec import ConvSpec
 from .symbols import positions, to_numpy
 
-__all__ = ["Proof", "Counterexample", "ProofReport", "prove", "check", "Checkable"]
+__all__ = ["Proof", "Proofs", "Counterexample", "ProofReport", "prove", "check", "Checkable"]
 
 Checkable = Literal["output", "grad_input", "grad_weight", "grad_bias"]
 
@@ -56,11 +56,9 @@ class Proof:
         return f"$\\displaystyle {latex(self)}$"
 
 
-@dataclass(frozen=True)
-class ProofReport:
-    """All identities of one spec; ``holds`` iff every one does."""
+class Proofs:
+    """What every report of proofs has: ``holds`` iff each proof does, lookup by name, one line per proof."""
 
-    spec: ConvSpec
     proofs: tuple[Proof, ...]
 
     @property
@@ -73,10 +71,24 @@ class ProofReport:
                 return proof
         raise KeyError(name)
 
+    def title(self) -> str:
+        raise NotImplementedError
+
     def __str__(self) -> str:
-        lines = [f"Proofs for {self.spec.describe()}:"]
+        lines = [f"Proofs for {self.title()}:"]
         lines += [f"  [{'ok' if p.holds else 'FAIL'}] {p}" for p in self.proofs]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ProofReport(Proofs):
+    """All identities of one spec; ``holds`` iff every one does."""
+
+    spec: ConvSpec
+    proofs: tuple[Proof, ...]
+
+    def title(self) -> str:
+        return self.spec.describe()
 
     def _repr_latex_(self) -> str:
         from .latex import latex
