@@ -38,7 +38,12 @@ _loaded_lock = threading.Lock()
 def _generator_fingerprint() -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    c_templates = [p for p in sorted(TEMPLATES_DIR.glob("*.j2")) if p.name.endswith((".c.j2", ".h.j2", ".cdef.j2"))]
+    # Every C template but those of the other modules (layers, peak), whose edits do not touch a conv kernel.
+    c_templates = [
+        p
+        for p in sorted(TEMPLATES_DIR.glob("*.j2"))
+        if p.name.endswith((".c.j2", ".h.j2", ".cdef.j2")) and not p.name.startswith(("layer_", "peak_"))
+    ]
     for path in [package / name for name in _GENERATOR_MODULES] + c_templates:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
