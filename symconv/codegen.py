@@ -56,17 +56,17 @@ def _generator_version() -> str:
 
 
 def _recipe_key(spec: ConvSpec, dtype: str, strategy: str, cflags: tuple[str, ...],
-                ldflags: tuple[str, ...]) -> str:
+                ldflags: tuple[str, ...], fuse_relu: bool = False) -> str:
     # Known before any lowering, so a cache hit in a new process costs a file read and a dlopen. With
     # -march=native the key holds the host CPU's fingerprint: such code must not be loaded on another CPU.
-    recipe = {"generated": generation_key(spec, dtype, strategy), "generator": _generator_fingerprint(),
+    recipe = {"generated": generation_key(spec, dtype, strategy, fuse_relu), "generator": _generator_fingerprint(),
               **flags_key(cflags), "ldflags": list(ldflags), **environment_key()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
 def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None, *,
                  cflags: Optional[Sequence[str]] = None, arch: str = "native", threads: Optional[int] = None,
-                 cache_dir: Optional[os.PathLike[str] | str] = None) -> ConvKernels:
+                 cache_dir: Optional[os.PathLike[str] | str] = None, fuse_relu: bool = False) -> ConvKernels:
     """Compile (or load from the cache) the forward pass and the three gradients of ``spec``.
 
     ``dtype`` is ``"float32"`` or ``"float64"``. ``strategy`` is ``"unrolled"`` (the derived equations as
@@ -77,7 +77,9 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
     CPU; the cache key then holds the CPU's fingerprint) or ``"portable"`` (the compiler's baseline). Every
     module is built with OpenMP; ``threads`` is how many threads a call may use (default: the CPUs this
     process may run on; small layers stay on one thread whatever it says). ``cache_dir`` overrides
-    ``$SYMCONV_CACHE_DIR``. Raises ``build.CompilerError`` when the C compiler is missing or fails.
+    ``$SYMCONV_CACHE_DIR``. ``fuse_relu`` adds ``ConvKernels.forward_relu``, max(forward, 0) in one kernel
+    (``direct`` applies the ReLU to the accumulators, in registers; the other strategies run the forward pass,
+    then one loop over y). Raises ``build.CompilerError`` when the C compiler is missing or fails.
 
     Accuracy: float64 kernels match the exact result to a few ulps of the sum of magnitudes. float32
     kernels compute in float32, so each entry lies within gamma_m * (sum of |terms|) of the exact value,
@@ -102,18 +104,19 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
     if count < 1:
         raise ValueError(f"threads must be >= 1, got {threads!r}")
     cache_path = cache_root(cache_dir)
-    memo = (spec, dtype, chosen, flags, count, str(cache_path), json.dumps(environment_key(), sort_keys=True))
+    fuse_relu = bool(fuse_relu)
+    memo = (spec, dtype, chosen, fuse_relu, flags, count, str(cache_path), json.dumps(environment_key(), sort_keys=True))
     kernels = _loaded.get(memo)
     if kernels is not None:
         return kernels
-    key = _recipe_key(spec, dtype, chosen, flags, ldflags)
+    key = _recipe_key(spec, dtype, chosen, flags, ldflags, fuse_relu)
     module = load_indexed(cache_path, key)
     if module is None:
-        plan = lower(spec, dtype, chosen)                                       # spec -> kernel description
+        plan = lower(spec, dtype, chosen, fuse_relu=fuse_relu)                  # spec -> kernel description
         sources = render(plan)                                                  # -> C text (printer, Jinja)
         job = BuildJob(sources.c, sources.cdef, flags, _generator_version(), ldflags)
         module = build(job, cache_path, key)                                    # -> cached cffi extension
-    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module, count)         # -> checked NumPy calls
+    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module, count, fuse_relu)  # -> checked NumPy calls
     with _loaded_lock:
         return _loaded.setdefault(memo, kernels)
 

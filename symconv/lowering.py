@@ -123,6 +123,8 @@ class KernelPlan:
     cols: TapRanges
     # the passes computed as direct convolutions (``direct`` strategy), by name: "forward", "grad_input"
     direct: tuple[DirectGeometry, ...] = ()
+    # an extra kernel ``forward_relu``: max(forward, 0) in one call (``direct``: the ReLU on the accumulators)
+    fuse_relu: bool = False
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
@@ -278,8 +280,10 @@ def _check_size(spec: ConvSpec) -> None:
             raise ValueError(f"{name} {getattr(spec, name)} has {n} entries; the C kernels index with int")
 
 
-def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None) -> KernelPlan:
-    """Describe the four kernels of a layer: straight-line assignments or a loop nest.
+def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None, *,
+          fuse_relu: bool = False) -> KernelPlan:
+    """Describe the four kernels of a layer: straight-line assignments or a loop nest; with ``fuse_relu`` a
+    fifth, ``forward_relu`` (same arguments as ``forward``), computing max(conv(x, w) + b, 0).
 
     >>> plan = lower(ConvSpec((3, 3), (2, 2)), "float64")
     >>> plan.strategy, [k.name for k in plan.kernels][:2]
@@ -298,6 +302,8 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
         Kernel(family, f"{prefix}_{family}", params, bodies.get(family))
         for family, params in signatures(spec).items()
     )
+    if fuse_relu:
+        kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", signatures(spec)["forward"]),)
     rows, cols = tap_ranges(spec)
     direct = direct_passes(spec) if chosen == "direct" else ()
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, arrays)
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, arrays)

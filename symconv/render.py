@@ -34,7 +34,7 @@ def _templates_dir() -> Path:
 TEMPLATES_DIR: Final[Path] = _templates_dir()
 """The one place templates are resolved from."""
 
-TEMPLATE_VERSION: Final = 3
+TEMPLATE_VERSION: Final = 4
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -87,7 +87,7 @@ def environment() -> jinja2.Environment:
     )
 
 
-def generation_key(spec: ConvSpec, dtype: str, strategy: str) -> str:
+def generation_key(spec: ConvSpec, dtype: str, strategy: str, fuse_relu: bool = False) -> str:
     """A short content key of what was generated: no paths, no times, so regenerating is byte-identical.
 
     >>> len(generation_key(ConvSpec((3, 3), (2, 2)), "float32", "unrolled"))
@@ -97,6 +97,8 @@ def generation_key(spec: ConvSpec, dtype: str, strategy: str) -> str:
 
     recipe = {"version": __version__, "templates": TEMPLATE_VERSION, "spec": asdict(spec), "dtype": dtype,
               "strategy": strategy}
+    if fuse_relu:  # only when set: the keys (and banners) of plain modules stay what they were
+        recipe["fuse_relu"] = True
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -143,7 +145,7 @@ def render(plan: KernelPlan) -> Sources:
 
     printer = ConvCPrinter(plan.arrays, plan.dtype)
     spec = plan.spec
-    key = generation_key(spec, plan.dtype, plan.strategy)
+    key = generation_key(spec, plan.dtype, plan.strategy, plan.fuse_relu)
     context = {
         "version": __version__,
         "key": key,
@@ -157,6 +159,7 @@ def render(plan: KernelPlan) -> Sources:
         "guard": f"SYMCONV_{plan.prefix.upper()}_H",
         "gemm_passes": plan.gemm_passes,
         "direct": {g.name: g for g in plan.direct},
+        "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
         "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
     }

@@ -1,11 +1,12 @@
-"""Runtime: a loaded kernel module and NumPy arrays -> checked, zero-copy calls of the four C kernels.
+"""Runtime: a loaded kernel module and NumPy arrays -> checked, zero-copy calls of the C kernels.
 
 Every argument is checked before any C runs (type, dtype, shape, C-contiguity, alignment, and for ``out``
 writability and no overlap with an input), so the kernels, which trust their fixed sizes, can never read
 or write outside an array. The checks are a few attribute reads per argument (flags as one integer, the
-dtype by identity first) plus cffi's ``from_buffer`` (~0.25 µs, the largest part); arrays that own their
-memory skip the pointer arithmetic of the overlap test. A call with ``out=`` on a small layer costs about
-2 µs of Python on the 2-core development machine.
+dtype by identity first), written inline in one closure per kernel; cffi's ``from_buffer`` (~0.15 µs per
+array, once the largest part) runs only for an array other than the one last passed in that argument;
+arrays that own their memory skip the pointer arithmetic of the overlap test. A call with ``out=`` on a
+small layer costs about 1 µs of Python on the 2-core development machine (2 µs before the closures).
 """
 
 from __future__ import annotations
@@ -112,13 +113,168 @@ def _own_buffers(out: np.ndarray, *arrays: np.ndarray) -> bool:
     return True
 
 
+def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
+               zero_bias: tuple[np.ndarray, Any]) -> Callable[..., np.ndarray]:
+    """``forward`` (or ``forward_relu``) as a closure: every constant it checks against is a local cell.
+
+    The common case (an exact ndarray of the layer's dtype object) is tested inline, without a method call
+    per argument; anything else (a subclass, an equal but distinct dtype, a wrong argument) goes through
+    ``_Operand.read``/``write``, which accepts the former and raises for the latter. Same checks either way.
+    """
+    ox, ow, ob, oy = ops
+    ndarray, dtype, ctype, from_buffer = np.ndarray, ox.dtype, ox.ctype, ox.ffi.from_buffer
+    sx, sw, sb, sy = ox.shape, ow.shape, ob.shape, oy.shape
+    ready, ready_out, pb0 = _CONTIGUOUS_ALIGNED, _WRITABLE_OUT, zero_bias[1]
+    fresh, read_x, read_w, read_b, write_y = oy.fresh, ox.read, ow.read, ob.read, oy.write
+    # The last array seen in each argument and its pointer: the same array again (a training loop's buffers)
+    # reuses the pointer and skips from_buffer (~0.15 µs). Identity is enough: the pointer's buffer export
+    # keeps the array alive and forbids NumPy to move its data (resize), and an ndarray's type cannot change;
+    # dtype, shape and flags are checked on every call, as they can be reassigned in place. Each pair is read
+    # once per call (`seen`) and replaced whole, so a concurrent call never sees half of one.
+    last_x = last_w = last_b = last_y = (None, None)
+
+    def conv(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
+             out: Optional[np.ndarray] = None) -> np.ndarray:
+        nonlocal last_x, last_w, last_b, last_y
+        seen = last_x
+        if seen[0] is x and x.dtype is dtype and x.shape == sx and x.flags.num & ready == ready:
+            px = seen[1]
+        elif type(x) is ndarray and x.dtype is dtype and x.shape == sx and x.flags.num & ready == ready:
+            px = from_buffer(ctype, x)
+            last_x = (x, px)
+        else:
+            px = read_x(x)
+        seen = last_w
+        if seen[0] is w and w.dtype is dtype and w.shape == sw and w.flags.num & ready == ready:
+            pw = seen[1]
+        elif type(w) is ndarray and w.dtype is dtype and w.shape == sw and w.flags.num & ready == ready:
+            pw = from_buffer(ctype, w)
+            last_w = (w, pw)
+        else:
+            pw = read_w(w)
+        if b is None:
+            pb = pb0
+        else:
+            seen = last_b
+            if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+                pb = seen[1]
+            elif type(b) is ndarray and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+                pb = from_buffer(ctype, b)
+                last_b = (b, pb)
+            else:
+                pb = read_b(b)
+        if out is None:
+            out, py = fresh()
+        else:
+            seen = last_y
+            if seen[0] is out and out.dtype is dtype and out.shape == sy and out.flags.num & ready_out == ready_out:
+                py = seen[1]
+            elif type(out) is ndarray and out.dtype is dtype and out.shape == sy and out.flags.num & ready_out == ready_out:
+                py = from_buffer(ctype, out)
+                last_y = (out, py)
+            else:
+                py = write_y(out)
+            # _own_buffers, inlined: distinct arrays owning their memory cannot overlap (the common case)
+            if (out.base is not None or x.base is not None or w.base is not None or out is x or out is w
+                    or (b is not None and (b.base is not None or out is b))):
+                inputs = ((px, ox), (pw, ow)) if b is None else ((px, ox), (pw, ow), (pb, ob))
+                _check_apart(where, py, oy, inputs)
+        if call(px, pw, pb, py):
+            raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
+        return out
+
+    conv.__name__ = conv.__qualname__ = where
+    return conv
+
+
+def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    """``grad_input`` or ``grad_weight`` (two inputs and an output) as a closure, checked as ``_conv_call``."""
+    oa, ob, oo = ops
+    ndarray, dtype, ctype, from_buffer = np.ndarray, oa.dtype, oa.ctype, oa.ffi.from_buffer
+    sa, sb, so = oa.shape, ob.shape, oo.shape
+    ready, ready_out = _CONTIGUOUS_ALIGNED, _WRITABLE_OUT
+    fresh, read_a, read_b, write_o = oo.fresh, oa.read, ob.read, oo.write
+    last_a = last_b = last_o = (None, None)  # as in _conv_call
+
+    def pair(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        nonlocal last_a, last_b, last_o
+        seen = last_a
+        if seen[0] is a and a.dtype is dtype and a.shape == sa and a.flags.num & ready == ready:
+            pa = seen[1]
+        elif type(a) is ndarray and a.dtype is dtype and a.shape == sa and a.flags.num & ready == ready:
+            pa = from_buffer(ctype, a)
+            last_a = (a, pa)
+        else:
+            pa = read_a(a)
+        seen = last_b
+        if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+            pb = seen[1]
+        elif type(b) is ndarray and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+            pb = from_buffer(ctype, b)
+            last_b = (b, pb)
+        else:
+            pb = read_b(b)
+        if out is None:
+            out, po = fresh()
+        else:
+            seen = last_o
+            if seen[0] is out and out.dtype is dtype and out.shape == so and out.flags.num & ready_out == ready_out:
+                po = seen[1]
+            elif type(out) is ndarray and out.dtype is dtype and out.shape == so and out.flags.num & ready_out == ready_out:
+                po = from_buffer(ctype, out)
+                last_o = (out, po)
+            else:
+                po = write_o(out)
+            if out.base is not None or a.base is not None or b.base is not None or out is a or out is b:
+                _check_apart(where, po, oo, ((pa, oa), (pb, ob)))
+        if call(pa, pb, po):
+            raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
+        return out
+
+    pair.__name__ = pair.__qualname__ = where
+    return pair
+
+
+def _bias_call(ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
+    ody, odb = ops
+
+    def grad_bias(dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        pdy = ody.read(dy)
+        if out is None:
+            out, pdb = odb.fresh()
+        else:
+            pdb = odb.write(out)
+            if not _own_buffers(out, dy):
+                _check_apart("grad_bias", pdb, odb, ((pdy, ody),))
+        if call(pdy, pdb):
+            raise MemoryError("grad_bias: the kernel could not allocate its scratch memory")
+        return out
+
+    return grad_bias
+
+
+def _not_fused(x: Any, w: Any, b: Any = None, out: Any = None) -> np.ndarray:
+    raise RuntimeError("forward_relu: these kernels were compiled without it; pass fuse_relu=True to compile_conv")
+
+
 @dataclass(frozen=True, eq=False)
 class ConvKernels:
     """The forward pass and the three gradients of one layer, compiled for one dtype.
 
     Every method takes C-contiguous NumPy arrays of the layer's dtype in PyTorch layout and returns a new
-    array, or fills and returns ``out``. Build instances with ``symconv.compile_conv``. ``threads`` bounds
-    the OpenMP threads of one call (``gemm`` and ``direct`` kernels; the others run on the calling thread).
+    array, or fills and returns ``out``; every argument is checked before the kernel runs (inputs as
+    ``_Operand.read``, ``out`` as ``_Operand.write`` and against overlap with the inputs):
+
+    - ``forward(x, w, b=None, out=None)``: y = conv(x, w) + b, shape (N, K, Ho, Wo); ``b=None`` means no bias.
+    - ``forward_relu(x, w, b=None, out=None)``: max(forward, 0) in one kernel (compiled with ``fuse_relu``).
+    - ``grad_input(dy, w, out=None)``: dE/dx given dy = dE/dy, shape (N, C, H, W).
+    - ``grad_weight(x, dy, out=None)``: dE/dw given the input x and dy = dE/dy, shape (K, C, R, S).
+    - ``grad_bias(dy, out=None)``: dE/db given dy = dE/dy, shape (K,).
+
+    The methods are closures made per instance (``__post_init__``), so that a call on a small layer pays
+    for its checks and little else: no bound method, no attribute lookups. Build instances with
+    ``symconv.compile_conv``. ``threads`` bounds the OpenMP threads of one call (``gemm`` and ``direct``
+    kernels; the others run on the calling thread).
     """
 
     spec: ConvSpec
@@ -126,30 +282,37 @@ class ConvKernels:
     strategy: str
     module: ModuleType = field(repr=False)
     threads: int = 1
-    _ops: dict[str, tuple[_Operand, ...]] = field(init=False, repr=False)
-    _forward: Callable[..., Any] = field(init=False, repr=False)
-    _grad_input: Callable[..., Any] = field(init=False, repr=False)
-    _grad_weight: Callable[..., Any] = field(init=False, repr=False)
-    _grad_bias: Callable[..., Any] = field(init=False, repr=False)
-    _zero_bias: tuple[np.ndarray, Any] = field(init=False, repr=False)
+    fuse_relu: bool = False
+    forward: Callable[..., np.ndarray] = field(init=False, repr=False)
+    forward_relu: Callable[..., np.ndarray] = field(init=False, repr=False)
+    grad_input: Callable[..., np.ndarray] = field(init=False, repr=False)
+    grad_weight: Callable[..., np.ndarray] = field(init=False, repr=False)
+    grad_bias: Callable[..., np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ffi, lib = self.module.ffi, self.module.lib
         prefix = kernel_prefix(self.spec, self.dtype.name)
-        ops = {
-            family: tuple(_Operand(family, p, self.dtype, ffi) for p in params)
-            for family, params in signatures(self.spec).items()
-        }
-        object.__setattr__(self, "_ops", ops)
+        sig = signatures(self.spec)
+        if self.fuse_relu:
+            sig["forward_relu"] = sig["forward"]
+        ops = {family: tuple(_Operand(family, p, self.dtype, ffi) for p in params) for family, params in sig.items()}
         calls = {family: getattr(lib, f"{prefix}_{family}") for family in ops}
         if self.strategy in VECTOR_STRATEGIES:  # these take the thread count first (partial binds it in C, no frame)
             calls = {family: partial(call, self.threads) for family, call in calls.items()}
-        for family, call in calls.items():  # one attribute per kernel: no dict lookup per call
-            object.__setattr__(self, f"_{family}", call)
         zeros = np.zeros(self.spec.out_channels, self.dtype)
         zeros.flags.writeable = False
-        # The C forward always adds a bias; b=None passes this one, kept alive alongside its pointer.
-        object.__setattr__(self, "_zero_bias", (zeros, ops["forward"][2].read(zeros)))
+        # The C forward always adds a bias; b=None passes this one, kept alive by the closure with its pointer.
+        zero_bias = (zeros, ops["forward"][2].read(zeros))
+        methods = {
+            "forward": _conv_call("forward", ops["forward"], calls["forward"], zero_bias),
+            "forward_relu": (_conv_call("forward_relu", ops["forward_relu"], calls["forward_relu"], zero_bias)
+                             if self.fuse_relu else _not_fused),
+            "grad_input": _pair_call("grad_input", ops["grad_input"], calls["grad_input"]),
+            "grad_weight": _pair_call("grad_weight", ops["grad_weight"], calls["grad_weight"]),
+            "grad_bias": _bias_call(ops["grad_bias"], calls["grad_bias"]),
+        }
+        for name, method in methods.items():
+            object.__setattr__(self, name, method)
 
     def with_threads(self, threads: int) -> "ConvKernels":
         """The same kernels (same loaded module) run on at most ``threads`` threads per call."""
@@ -161,74 +324,3 @@ class ConvKernels:
     def library(self) -> str:
         """Path of the loaded extension in the build cache (its ``.c`` sits next to it)."""
         return str(self.module.__file__)
-
-    # Each method checks every argument before the kernel runs: inputs by ``read``, ``out`` by ``write`` and
-    # against overlap with the inputs. Written out per method, without generic tuples, to keep the call cheap.
-    def forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
-                out: Optional[np.ndarray] = None) -> np.ndarray:
-        """y = conv(x, w) + b, shape (N, K, Ho, Wo); ``b=None`` means no bias."""
-        ox, ow, ob, oy = self._ops["forward"]
-        px, pw = ox.read(x), ow.read(w)
-        if b is None:
-            pb = self._zero_bias[1]
-            if out is None:
-                out, py = oy.fresh()
-            else:
-                py = oy.write(out)
-                if (out.base is not None or x.base is not None or w.base is not None  # _own_buffers, inlined
-                        or out is x or out is w):
-                    _check_apart("forward", py, oy, ((px, ox), (pw, ow)))
-        else:
-            pb = ob.read(b)
-            if out is None:
-                out, py = oy.fresh()
-            else:
-                py = oy.write(out)
-                if (out.base is not None or x.base is not None or w.base is not None or b.base is not None
-                        or out is x or out is w or out is b):  # _own_buffers, inlined: it is the common case
-                    _check_apart("forward", py, oy, ((px, ox), (pw, ow), (pb, ob)))
-        if self._forward(px, pw, pb, py):
-            raise MemoryError("forward: the kernel could not allocate its scratch memory")
-        return out
-
-    def grad_input(self, dy: np.ndarray, w: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """dE/dx given dy = dE/dy, shape (N, C, H, W)."""
-        ody, ow, odx = self._ops["grad_input"]
-        pdy, pw = ody.read(dy), ow.read(w)
-        if out is None:
-            out, pdx = odx.fresh()
-        else:
-            pdx = odx.write(out)
-            if out.base is not None or dy.base is not None or w.base is not None or out is dy or out is w:
-                _check_apart("grad_input", pdx, odx, ((pdy, ody), (pw, ow)))
-        if self._grad_input(pdy, pw, pdx):
-            raise MemoryError("grad_input: the kernel could not allocate its scratch memory")
-        return out
-
-    def grad_weight(self, x: np.ndarray, dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """dE/dw given the input x and dy = dE/dy, shape (K, C, R, S)."""
-        ox, ody, odw = self._ops["grad_weight"]
-        px, pdy = ox.read(x), ody.read(dy)
-        if out is None:
-            out, pdw = odw.fresh()
-        else:
-            pdw = odw.write(out)
-            if out.base is not None or x.base is not None or dy.base is not None or out is x or out is dy:
-                _check_apart("grad_weight", pdw, odw, ((px, ox), (pdy, ody)))
-        if self._grad_weight(px, pdy, pdw):
-            raise MemoryError("grad_weight: the kernel could not allocate its scratch memory")
-        return out
-
-    def grad_bias(self, dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        """dE/db given dy = dE/dy, shape (K,)."""
-        ody, odb = self._ops["grad_bias"]
-        pdy = ody.read(dy)
-        if out is None:
-            out, pdb = odb.fresh()
-        else:
-            pdb = odb.write(out)
-            if not _own_buffers(out, dy):
-                _check_apart("grad_bias", pdb, odb, ((pdy, ody),))
-        if self._grad_bias(pdy, pdb):
-            raise MemoryError("grad_bias: the kernel could not allocate its scratch memory")
-        return out

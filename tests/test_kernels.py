@@ -214,6 +214,8 @@ THREADED = [
     ConvSpec((12, 12), (3, 3), padding=1, in_channels=4, out_channels=8, batch=3),
     ConvSpec((13, 11), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=5, out_channels=9,
              batch=7, flip=True),
+    # 4x4 outputs: compact pixel vectors in the direct forward pass (a vector holds whole output rows)
+    ConvSpec((8, 8), (3, 3), stride=2, padding=1, in_channels=8, out_channels=12, batch=8),
 ]
 
 
@@ -262,3 +264,86 @@ def test_portable_vector_kernels_match_the_reference(kernel_cache, dtype, strate
     np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), conv2d_forward(spec, a["x"], a["w"], a["b"]), **tol)
     np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, a["dy"], a["w"]), **tol)
     np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, a["x"], a["dy"]), **tol)
+
+
+# The fused forward + ReLU (compile_conv(..., fuse_relu=True)): an extra kernel in the same module.
+def fused(spec: ConvSpec, dtype: str = "float64", strategy=None, **options):
+    from conftest import STRICT_CFLAGS
+    from symconv import compile_conv
+
+    return compile_conv(spec, dtype, strategy, cflags=STRICT_CFLAGS, fuse_relu=True, **options)
+
+
+def check_relu_dot_tests(k, a: dict[str, np.ndarray]) -> None:
+    """relu(A x) = D A x with D the mask of positive outputs, linear in x and in w once D is fixed, so
+    <relu(A x), y> = <x, A^T (D y)> = <w, grad_weight(x, D y)>: the fused kernel and the gradients agree."""
+    x, w, y = a["x"], a["w"], a["dy"]
+    fused_y = k.forward_relu(x, w)
+    masked = y * (k.forward(x, w) > 0)
+    value, scale = dot(fused_y, y), np.abs(x).sum() * np.abs(w).sum() * np.abs(y).max()
+    assert abs(value - dot(x, k.grad_input(masked, w))) <= 1e-12 * scale
+    assert abs(value - dot(w, k.grad_weight(x, masked))) <= 1e-12 * scale
+
+
+@pytest.mark.parametrize("spec, strategy", CASES, ids=[ids(c) for c in CASES])
+def test_forward_relu_matches_the_relu_of_the_reference(kernel_cache, spec, strategy):
+    k = fused(spec, "float64", strategy)
+    assert k.strategy == strategy and k.fuse_relu
+    a = random_args(spec, seed=5)
+    close = dict(rtol=1e-12, atol=1e-12)
+    reference = conv2d_forward(spec, a["x"], a["w"], a["b"])
+    np.testing.assert_allclose(k.forward_relu(a["x"], a["w"], a["b"]), np.maximum(reference, 0), **close)
+    np.testing.assert_allclose(k.forward_relu(a["x"], a["w"]), np.maximum(conv2d_forward(spec, a["x"], a["w"]), 0),
+                               **close)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), reference, **close)  # the plain kernel stays
+    out = np.full(spec.output_shape, np.nan)
+    assert k.forward_relu(a["x"], a["w"], a["b"], out=out) is out
+    np.testing.assert_array_equal(out, k.forward_relu(a["x"], a["w"], a["b"]))
+    check_relu_dot_tests(k, a)
+
+
+@pytest.mark.parametrize("spec", SMALL[:6], ids=lambda s: s.describe())
+@pytest.mark.parametrize("strategy", ["unrolled", "loops", "gemm", "direct"])
+def test_forward_relu_matches_the_symbolic_derivation(kernel_cache, spec, strategy):
+    d = derive(spec)
+    a = random_args(spec, seed=12)
+    values = {}
+    for name, array in (("x", d.input), ("w", d.weight), ("b", d.bias)):
+        values.update(zip(array.reshape(len(array)), a[name].ravel().tolist()))
+    expected = np.maximum(evaluate(d.output, values), 0)
+    np.testing.assert_allclose(fused(spec, "float64", strategy).forward_relu(a["x"], a["w"], a["b"]), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+def test_forward_relu_threads_match_the_reference(kernel_cache, spec, threads, strategy):
+    k = fused(spec, "float64", strategy).with_threads(threads)
+    assert k.threads == threads and k.fuse_relu
+    a = random_args(spec, seed=20 + threads)
+    expected = np.maximum(conv2d_forward(spec, a["x"], a["w"], a["b"]), 0)
+    np.testing.assert_allclose(k.forward_relu(a["x"], a["w"], a["b"]), expected, rtol=1e-12, atol=1e-12)
+    check_relu_dot_tests(k, a)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_portable_forward_relu_matches_the_reference(kernel_cache, dtype):
+    spec = THREADED[1]
+    k = fused(spec, dtype, "direct", arch="portable", threads=2)
+    a = random_args(spec, dtype, seed=9)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-4, atol=1e-4)
+    expected = np.maximum(conv2d_forward(spec, a["x"], a["w"], a["b"]), 0)
+    np.testing.assert_allclose(k.forward_relu(a["x"], a["w"], a["b"]), expected, **tol)
+
+
+def test_forward_relu_is_checked_and_needs_the_flag(kernels):
+    spec = GRID[6]
+    a = random_args(spec)
+    with pytest.raises(RuntimeError, match="fuse_relu=True"):
+        kernels(spec, "float64", "direct").forward_relu(a["x"], a["w"])
+    k = fused(spec, "float64", "direct")
+    with pytest.raises(ValueError, match="forward_relu: argument 'x' must have dtype float64, got float32"):
+        k.forward_relu(a["x"].astype(np.float32), a["w"])
+    with pytest.raises(ValueError, match="forward_relu: argument 'out' overlaps 'x'"):
+        k.forward_relu(a["x"], a["w"], out=a["x"].reshape(-1)[:np.prod(spec.output_shape)].reshape(spec.output_shape))

@@ -139,7 +139,8 @@ def test_templates_resolve_from_one_directory_and_are_all_used():
     for name in names:
         source = (TEMPLATES_DIR / name).read_text()
         referenced |= set(re.findall(r'"([\w.]+\.j2)"', source))
-        referenced |= {f"conv_{f}.c.j2" for f in ("forward", "grad_input", "grad_weight", "grad_bias")
+        referenced |= {f"conv_{f}.c.j2" for f in ("forward", "grad_input", "grad_weight", "grad_bias",
+                                                             "forward_relu")
                        if '"conv_" ~ kernel.family' in source}
     python = "".join(p.read_text() for p in (REPO / "symconv").glob("*.py"))
     unused = {n for n in names - referenced if f'"{n}"' not in python}
