@@ -136,3 +136,18 @@ def test_network_compile_is_compile_network(kernel_cache: str) -> None:
     direct = compile_network(net, "float64", cflags=STRICT_CFLAGS, seed=3)
     x, t = _data(net, 0, "float64")
     np.testing.assert_array_equal(compiled.forward(x), direct.forward(x))
+
+
+@pytest.mark.parametrize("loss", [CrossEntropyLoss(), MSELoss()])
+def test_fused_conv_relu_gives_the_unfused_results(kernel_cache: str, loss: Any) -> None:
+    net = small_cnn(loss)
+    fused = compile_network(net, "float64", cflags=STRICT_CFLAGS, threads=1)
+    plain = compile_network(net, "float64", cflags=STRICT_CFLAGS, threads=1, fuse=False)
+    assert [s.kind for s in fused._stages][:2] == ["conv_relu", "relu_fused"]
+    assert [s.kind for s in plain._stages][:2] == ["conv", "relu"]
+    x, t = _data(net, 5, "float64")
+    a, b = fused.backward(x, t), plain.backward(x, t)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-13)
+    np.testing.assert_allclose(a.input, b.input, rtol=1e-12, atol=1e-14)
+    for key in a.params:
+        np.testing.assert_allclose(a.params[key], b.params[key], rtol=1e-12, atol=1e-14, err_msg=key)
