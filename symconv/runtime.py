@@ -120,6 +120,8 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
     The common case (an exact ndarray of the layer's dtype object) is tested inline, without a method call
     per argument; anything else (a subclass, an equal but distinct dtype, a wrong argument) goes through
     ``_Operand.read``/``write``, which accepts the former and raises for the latter. Same checks either way.
+    The checks are written out per argument on purpose: one generic closure looping over the arguments
+    measured 2.3-4.2 µs per textbook call against 1.0-2.0 µs for this one, side by side.
     """
     ox, ow, ob, oy = ops
     ndarray, dtype, ctype, from_buffer = np.ndarray, ox.dtype, ox.ctype, ox.ffi.from_buffer
