@@ -11,24 +11,32 @@ vector load per tap, for every stride. The columns ow >= out_w of the wide grid 
 away (the waste is (plane_w - out_w) / plane_w: 3 % on a 56-wide ResNet layer).
 
 The input gradient of a stride-1 layer is itself such a convolution: of dy (K channels), zero-padded by
-k_eff - 1 - pad, with the kernel rotated by 180 degrees and its two channel axes swapped.
+k_eff - 1 - pad, with the kernel rotated by 180 degrees and its two channel axes swapped. A strided one splits
+into phases: the input rows i = ph, ph + sh, ... (and columns likewise) receive dy only through the taps r with
+(ph + pad - r dil) divisible by the stride, dy row (i - ph) / sh + (ph + pad - r dil) / sh. Those taps step by
+sh / gcd(sh, dil) and their dy rows by dil / gcd(sh, dil): each phase is a stride-1 convolution of dy with a
+rotated sub-kernel, written to the rows and columns of its phase in dx (``grad_input_phases``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import gcd
 
 from .spec import ConvSpec
 
-__all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry"]
+__all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases"]
 
 
 @dataclass(frozen=True)
 class DirectGeometry:
     """One direct convolution: ``outputs`` channels of ``out_h x out_w`` from ``channels`` of ``src_h x src_w``.
 
-    ``pad_h``/``pad_w`` zero rows/columns lie before the source. ``transposed``: the weight of output channel
-    o, source channel i and tap (r, s) is w[i][o] at the rotated tap (the input gradient), else w[o][i] at (r, s).
+    ``pad_h``/``pad_w`` zero rows/columns lie before the source (fewer than 0: source rows skipped).
+    ``transposed``: the weight of output channel o, source channel i and tap (r, s) is w[i][o] at layer tap
+    (weight_h0 + (kernel_h - 1 - r) weight_step_h, weight_w0 + (kernel_w - 1 - s) weight_step_w), the rotated
+    (sub-)kernel of the input gradient; else w[o][i] at (r, s). Output pixel (oh, ow) is stored at row
+    dst_h0 + oh dst_step_h, column dst_w0 + ow dst_step_w of a dst_h x dst_w image (0: out_h x out_w).
 
     >>> g = forward_geometry(ConvSpec((56, 56), (3, 3), padding=1, in_channels=64, out_channels=64))
     >>> g.plane_h, g.plane_w, g.wide
@@ -51,6 +59,35 @@ class DirectGeometry:
     pad_h: int
     pad_w: int
     transposed: bool
+    weight_h0: int = 0
+    weight_w0: int = 0
+    weight_step_h: int = 1
+    weight_step_w: int = 1
+    dst_h0: int = 0
+    dst_w0: int = 0
+    dst_step_h: int = 1
+    dst_step_w: int = 1
+    dst_h: int = 0
+    dst_w: int = 0
+
+    @property
+    def dst_size(self) -> tuple[int, int]:
+        """Rows and columns of each destination image (the output unless a phase writes into a larger one)."""
+        return (self.dst_h or self.out_h, self.dst_w or self.out_w)
+
+    @property
+    def out_pixels(self) -> int:
+        return self.out_h * self.out_w
+
+    @property
+    def phase(self) -> bool:
+        """Whether this is one stride phase of a strided input gradient (``grad_input_phases``)."""
+        return self.name.startswith("grad_input_")
+
+    @property
+    def strided_store(self) -> bool:
+        """Whether the output lands on a sub-grid of the destination (a phase of a strided input gradient)."""
+        return self.dst_size != (self.out_h, self.out_w)
 
     @property
     def plane_h(self) -> int:
@@ -88,13 +125,50 @@ def grad_input_geometry(spec: ConvSpec) -> DirectGeometry:
     )
 
 
-def direct_passes(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
-    """The geometries the ``direct`` strategy renders: the forward pass always (the weight gradient shares
-    it), the input gradient at stride 1 (a strided one stays a packed GEMM: its adjoint scatters).
+def _axis_phase(size: int, taps: int, stride: int, pad: int, dilation: int, phase: int) -> tuple[int, ...]:
+    # (outputs, sub-kernel taps, dilation, padding, first layer tap, layer tap step) of one phase along one axis
+    out = (size - phase + stride - 1) // stride
+    hits = [r for r in range(taps) if (phase + pad - r * dilation) % stride == 0]
+    if not hits or out <= 0:
+        return (max(out, 0), 0, 1, 0, 0, 1)
+    g = gcd(stride, dilation)
+    last = (phase + pad - hits[-1] * dilation) // stride  # the smallest dy offset: the rotated tap 0
+    return (out, len(hits), dilation // g if len(hits) > 1 else 1, -last, hits[0], stride // g)
 
-    >>> [g.name for g in direct_passes(ConvSpec((8, 8), (3, 3)))], len(direct_passes(ConvSpec((8, 8), (3, 3), 2)))
-    (['forward', 'grad_input'], 1)
+
+def grad_input_phases(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
+    """The input gradient as one stride-1 direct convolution of dy per stride phase that some tap reaches
+    (phases no tap reaches are 0; the kernel zeroes dx first when there are any).
+
+    >>> [(g.name, g.kernel_h, g.kernel_w, g.pad_h) for g in grad_input_phases(ConvSpec((16, 16), (3, 3), 2, 1))]
+    [('grad_input_0_0', 1, 1, 0), ('grad_input_0_1', 1, 2, 0), ('grad_input_1_0', 2, 1, 0), ('grad_input_1_1', 2, 2, 0)]
     """
     if spec.stride == (1, 1):
-        return forward_geometry(spec), grad_input_geometry(spec)
-    return (forward_geometry(spec),)
+        return (grad_input_geometry(spec),)
+    phases = []
+    for ph in range(spec.stride[0]):
+        rows = _axis_phase(spec.input_size[0], spec.kernel_size[0], spec.stride[0], spec.padding[0],
+                           spec.dilation[0], ph)
+        for pw in range(spec.stride[1]):
+            cols = _axis_phase(spec.input_size[1], spec.kernel_size[1], spec.stride[1], spec.padding[1],
+                               spec.dilation[1], pw)
+            if rows[0] == 0 or rows[1] == 0 or cols[0] == 0 or cols[1] == 0:
+                continue
+            phases.append(DirectGeometry(
+                f"grad_input_{ph}_{pw}", spec.out_channels, spec.in_channels, *spec.output_size, rows[0], cols[0],
+                rows[1], cols[1], 1, 1, rows[2], cols[2], rows[3], cols[3], transposed=True,
+                weight_h0=rows[4], weight_w0=cols[4], weight_step_h=rows[5], weight_step_w=cols[5],
+                dst_h0=ph, dst_w0=pw, dst_step_h=spec.stride[0], dst_step_w=spec.stride[1],
+                dst_h=spec.input_size[0], dst_w=spec.input_size[1],
+            ))
+    return tuple(phases)
+
+
+def direct_passes(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
+    """The geometries the ``direct`` strategy renders: the forward pass always (the weight gradient shares
+    it), then the input gradient: one geometry at stride 1, else one per phase (``grad_input_phases``).
+
+    >>> [g.name for g in direct_passes(ConvSpec((8, 8), (3, 3)))], len(direct_passes(ConvSpec((8, 8), (3, 3), 2)))
+    (['forward', 'grad_input'], 5)
+    """
+    return (forward_geometry(spec), *grad_input_phases(spec))

@@ -121,7 +121,8 @@ class KernelPlan:
     kernels: tuple[Kernel, ...]
     rows: TapRanges
     cols: TapRanges
-    # the passes computed as direct convolutions (``direct`` strategy), by name: "forward", "grad_input"
+    # the passes computed as direct convolutions (``direct`` strategy), by name: "forward", then "grad_input"
+    # (stride 1) or one "grad_input_<ph>_<pw>" per stride phase
     direct: tuple[DirectGeometry, ...] = ()
     # an extra kernel ``forward_relu``: max(forward, 0) in one call (``direct``: the ReLU on the accumulators)
     fuse_relu: bool = False
@@ -137,9 +138,7 @@ class KernelPlan:
         """The passes computed as packed matrix products."""
         if self.strategy == "gemm":
             return ("forward", "grad_input", "grad_weight")
-        if self.strategy == "direct" and all(g.name != "grad_input" for g in self.direct):
-            return ("grad_input",)
-        return ()
+        return ()  # ``direct``: every pass direct (a strided input gradient with no phase is 0)
 
 
 def multiply_adds(spec: ConvSpec) -> int:

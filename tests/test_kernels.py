@@ -26,6 +26,7 @@ GRID = [
     ConvSpec((4, 4), (1, 1), out_channels=2),
     ConvSpec((1, 1), (3, 3), padding=1),  # eight of nine taps on padding
     ConvSpec((9, 9), (4, 4), stride=(3, 1), padding=(3, 0), in_channels=2, out_channels=2, flip=True),
+    ConvSpec((7, 7), (3, 3), stride=2, padding=1, dilation=2, in_channels=2, out_channels=3),  # dx phases no tap reaches
     ConvSpec((12, 10), (3, 3), stride=2, padding=1, in_channels=3, out_channels=4, batch=2),  # loops only
 ]
 SMALL = [s for s in GRID if multiply_adds(s) <= UNROLL_LIMIT]
@@ -216,6 +217,8 @@ THREADED = [
              batch=7, flip=True),
     # 4x4 outputs: compact pixel vectors in the direct forward pass (a vector holds whole output rows)
     ConvSpec((8, 8), (3, 3), stride=2, padding=1, in_channels=8, out_channels=12, batch=8),
+    # stride 3 with leftover rows and columns: the direct input gradient's phases on a team of threads
+    ConvSpec((14, 13), (3, 3), stride=3, padding=(1, 2), dilation=(2, 1), in_channels=6, out_channels=10, batch=12),
 ]
 
 
@@ -234,6 +237,17 @@ def test_threads_match_the_reference_and_the_dot_test(kernels, spec, threads, st
     forward, scale = dot(k.forward(x, w), y), np.abs(x).sum() * np.abs(w).sum() * np.abs(y).max()
     assert abs(forward - dot(x, k.grad_input(y, w))) <= 1e-12 * scale
     assert abs(forward - dot(w, k.grad_weight(x, y))) <= 1e-12 * scale
+
+
+def test_direct_input_gradient_with_every_tap_on_padding(kernels):
+    """A strided layer whose every tap falls on padding: the direct input gradient has no phase and is 0."""
+    spec = ConvSpec((1, 1), (2, 2), stride=2, padding=1, dilation=2)
+    k = kernels(spec, "float64", "direct")
+    a = random_args(spec)
+    out = np.full(spec.input_shape, np.nan)
+    assert k.grad_input(a["dy"], a["w"], out=out) is out
+    np.testing.assert_array_equal(out, conv2d_grad_input(spec, a["dy"], a["w"]))
+    np.testing.assert_array_equal(out, 0)
 
 
 @pytest.mark.parametrize("strategy", ["gemm", "direct"])
