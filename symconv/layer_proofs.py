@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import sympy as sp
 
+from .exact import is_zero, reduce_difference  # re-exported: the zero test the layer proofs rely on
 from .layers import Conv2d, Layer, MaxPool2d, ReLU, Shape, entrywise
 from .losses import CrossEntropyLoss, Loss
-from .prove import Counterexample, Proof, Proofs
+from .prove import Proof, Proofs, compare
 
 __all__ = [
     "LayerProofReport",
@@ -88,67 +89,6 @@ def draw_rational(rng: np.random.Generator) -> sp.Rational:
     """A non-zero exact rational with a spread of numerators and denominators, so that ties are rare."""
     sign = 1 if rng.random() < 0.5 else -1
     return sp.Rational(sign * int(rng.integers(1, 100)), int(rng.integers(1, 10)))
-
-
-def _is_rational_function(expr: sp.Expr) -> bool:
-    return bool(expr.atoms(sp.exp)) or any(p.exp.is_negative and not p.base.is_number for p in expr.atoms(sp.Pow))
-
-
-@lru_cache(maxsize=64)
-def _ring(symbols: tuple[sp.Symbol, ...]) -> sp.polys.rings.PolyRing:
-    return sp.ring(symbols, sp.QQ)[0]
-
-
-def reduce_difference(expr: object) -> sp.Expr:
-    """A canonical form that is 0 iff ``expr`` is identically 0: the expanded polynomial, or for expressions with
-    ``exp`` and fractions, the expanded numerator over the denominator with every ``exp(z)`` an independent unknown.
-
-    A rational function of independent unknowns that vanishes identically vanishes whatever values they take, so
-    replacing the exp atoms keeps the test sound; it is exact throughout (no floats, no ``simplify``).
-    """
-    expr = sp.sympify(expr)
-    if expr.is_Rational:
-        return expr
-    if not _is_rational_function(expr):
-        symbols = tuple(sorted(expr.free_symbols, key=sp.default_sort_key))
-        if symbols:
-            try:
-                # SymPy's sparse polynomial ring multiplies out an order of magnitude faster than ``expand``.
-                return _ring(symbols).from_expr(expr).as_expr()
-            except ValueError:  # not a polynomial in its symbols (a Heaviside, a Max): expand instead
-                pass
-        return sp.expand(expr)
-    atoms = sorted(expr.atoms(sp.exp), key=sp.default_sort_key)
-    unknowns = {atom: sp.Dummy("u", positive=True) for atom in atoms}
-    numerator, denominator = sp.together(expr.xreplace(unknowns)).as_numer_denom()
-    numerator = sp.expand(numerator)
-    back = {u: atom for atom, u in unknowns.items()}
-    return sp.S.Zero if numerator == 0 else (numerator / denominator).xreplace(back)
-
-
-def is_zero(expr: object) -> bool:
-    """Whether ``expr`` is identically zero, decided exactly (see ``reduce_difference``).
-
-    >>> a, b = sp.symbols("a b")
-    >>> is_zero((a + b) ** 2 - a**2 - 2*a*b - b**2), is_zero(sp.exp(a) / (sp.exp(a) + sp.exp(b)) - 1)
-    (True, False)
-    """
-    return reduce_difference(expr) == 0
-
-
-def compare(name: str, statement: str, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> Proof:
-    """``prove._compare`` for any exact expressions: the first entry whose difference is not 0 refutes."""
-    for tensor, derived, claimed in pairs:
-        if derived.shape != claimed.shape:
-            raise ValueError(f"{name}: {tensor} has shape {derived.shape}, the claimed form {claimed.shape}")
-        for index in np.ndindex(*derived.shape):
-            lhs, rhs = sp.sympify(derived[index]), sp.sympify(claimed[index])
-            if lhs == rhs:  # the same tree is the same expression; only otherwise expand the difference
-                continue
-            difference = reduce_difference(rhs - lhs)
-            if difference != 0:
-                return Proof(name, statement, False, Counterexample(tensor, index, lhs, rhs, difference))
-    return Proof(name, statement, True)
 
 
 def gradient(E: sp.Expr, tensor: np.ndarray) -> np.ndarray:

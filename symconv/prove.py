@@ -15,10 +15,11 @@ import sympy as sp
 
 from . import forms
 from .derive import Derivation, derive
+from .exact import reduce_difference
 from .spec import ConvSpec
 from .symbols import positions, to_numpy
 
-__all__ = ["Proof", "Proofs", "Counterexample", "ProofReport", "prove", "check", "Checkable"]
+__all__ = ["Proof", "Proofs", "Counterexample", "ProofReport", "prove", "check", "compare", "Checkable"]
 
 Checkable = Literal["output", "grad_input", "grad_weight", "grad_bias"]
 
@@ -98,19 +99,20 @@ class ProofReport(Proofs):
 
 def _first_difference(tensor: str, derived: np.ndarray, claimed: np.ndarray) -> Counterexample | None:
     for index in positions(derived.shape):
-        lhs, rhs = derived[index], claimed[index]
+        lhs, rhs = sp.sympify(derived[index]), sp.sympify(claimed[index])
         # SymPy keeps sums and products in a canonical order, so two expanded polynomials with the same
-        # coefficients are the same tree: structural equality proves equality at once. Otherwise the
-        # expanded difference decides, exactly.
+        # coefficients are the same tree: structural equality proves equality at once. Otherwise the reduced
+        # difference decides, exactly.
         if lhs == rhs:
             continue
-        difference = sp.expand(rhs - lhs)
+        difference = reduce_difference(rhs - lhs)
         if difference != 0:
             return Counterexample(tensor, index, lhs, rhs, difference)
     return None
 
 
-def _compare(name: str, statement: str, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> Proof:
+def compare(name: str, statement: str, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]]) -> Proof:
+    """One proof over pairs (tensor name, derived, claimed): the first entry whose difference is not 0 refutes."""
     for tensor, derived, claimed in pairs:
         if derived.shape != claimed.shape:
             raise ValueError(f"{name}: {tensor} has shape {derived.shape}, the claimed form {claimed.shape}")
@@ -186,28 +188,28 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation]) -> ProofReport:
     closed_dX, closed_dF = forms.grad_input(spec, F, G), forms.grad_weight(spec, X, G)
     conv_inner_G = _inner(O_linear, G)
     proofs = [
-        _compare(
+        compare(
             "forward",
             "O = Correlation(pad(X, p), dilate(F, d), stride s) + b, summed over input channels",
             [("output", O, forms.forward(spec, X, F, b))],
         ),
-        _compare(
+        compare(
             "rotated_kernel",
             f"the layer's output equals {other} with the kernel rotated by 180 degrees (plus b)",
             [("output", O_linear, forms.forward_by_the_other_operation(spec, X, F))],
         ),
-        _compare(
+        compare(
             "grad_weight",
             "dE/dF = Correlation(pad(X, p), dilate(dE/dO, s)) cropped to the kernel, summed over the batch",
             [("grad_weight", dF, closed_dF)],
         ),
-        _compare(
+        compare(
             "grad_input",
             "dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), k-1-p, k-1-p+a), rot180(F)), summed over filters",
             [("grad_input", dX, closed_dX)],
         ),
-        _compare("grad_bias", "dE/db = sum of dE/dO over batch and space", [("grad_bias", db, forms.grad_bias(spec, G))]),
-        _compare(
+        compare("grad_bias", "dE/db = sum of dE/dO over batch and space", [("grad_bias", db, forms.grad_bias(spec, G))]),
+        compare(
             "upsample_then_stride_one",
             "stride-s backward = upsample dE/dO (dilate by s, append a zeros), then stride-1 backward",
             [
@@ -253,4 +255,4 @@ def check(spec_or_derivation: Union[ConvSpec, Derivation], name: Checkable, cand
         claimed = claimed.reshape(derived.shape)
     if claimed.shape != derived.shape:
         raise ValueError(f"candidate for {name} has shape {claimed.shape}, expected {derived.shape}")
-    return _compare(f"check_{name}", f"{name} equals the given closed form", [(name, derived, claimed)])
+    return compare(f"check_{name}", f"{name} equals the given closed form", [(name, derived, claimed)])
