@@ -25,7 +25,26 @@ from math import gcd
 
 from .spec import ConvSpec
 
-__all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases"]
+__all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases",
+           "live_outputs"]
+
+
+def live_outputs(size: int, out: int, taps: int, stride: int, pad: int,
+                 dilation: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """For each tap t along one axis, the outputs [begin, end) whose input o * stride + t * dilation - pad lies
+    in [0, size): the others read padding. Returns (begins, ends).
+
+    >>> live_outputs(3, 3, 3, 1, 1, 1)
+    ((1, 0, 0), (3, 3, 2))
+    """
+    begin, end = [], []
+    for t in range(taps):
+        shift = t * dilation - pad
+        first = max(0, -(shift // stride))  # smallest o with o*stride + shift >= 0 (ceil division)
+        last = min(out, (size - 1 - shift) // stride + 1)  # floor division, right for negatives too
+        begin.append(first)
+        end.append(max(first, last))
+    return tuple(begin), tuple(end)
 
 
 @dataclass(frozen=True)
@@ -98,6 +117,11 @@ class DirectGeometry:
     def plane_w(self) -> int:
         """Columns of a phase plane, also the row pitch of the wide output grid."""
         return self.out_w + (self.kernel_w - 1) * self.dilation_w // self.stride_w
+
+    @property
+    def live_rows(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """For each kernel row r, the output rows [begin, end) that read a row of the source, not padding."""
+        return live_outputs(self.src_h, self.out_h, self.kernel_h, self.stride_h, self.pad_h, self.dilation_h)
 
     @property
     def wide(self) -> int:

@@ -18,7 +18,7 @@ from typing import Final, Literal, Mapping, Optional
 import sympy as sp
 
 from .derive import Derivation, derive
-from .direct import DirectGeometry, direct_passes
+from .direct import DirectGeometry, direct_passes, live_outputs
 from .spec import ConvSpec
 from .symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
 
@@ -205,18 +205,6 @@ def signatures(spec: ConvSpec) -> dict[str, tuple[Param, ...]]:
     }
 
 
-def _axis_ranges(size: int, out: int, taps: int, stride: int, pad: int, dilation: int) -> TapRanges:
-    # Output o reads input o*stride + t*dilation - pad through tap t; keep the o where that is in [0, size).
-    begin, end = [], []
-    for t in range(taps):
-        shift = t * dilation - pad
-        first = max(0, -(shift // stride))  # smallest o with o*stride + shift >= 0 (ceil division)
-        last = min(out, (size - 1 - shift) // stride + 1)  # floor division, right for negatives too
-        begin.append(first)
-        end.append(max(first, last))
-    return TapRanges(tuple(begin), tuple(end))
-
-
 def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
     """Valid output rows and columns per kernel row and column (the loop bounds that skip padding).
 
@@ -224,10 +212,8 @@ def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
     TapRanges(begin=(1, 0, 0), end=(3, 3, 2))
     """
     return tuple(  # type: ignore[return-value]
-        _axis_ranges(
-            spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a], spec.padding[a],
-            spec.dilation[a],
-        )
+        TapRanges(*live_outputs(spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a],
+                                spec.padding[a], spec.dilation[a]))
         for a in (0, 1)
     )
 

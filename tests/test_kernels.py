@@ -222,6 +222,32 @@ THREADED = [
 ]
 
 
+# Register tiles of the direct strategy by number of output channels (1 -> 1 x 8 vectors, 3 -> 3 x 8, 5 -> 5 x 4,
+# 12 -> two blocks of 6 x 4, 16 -> 8 x 3) on images wide enough for full strips and every kind of tail, with
+# padding and dilation so that strips skip the kernel rows that read only padding.
+TILES = [
+    ConvSpec((28, 28), (5, 5), in_channels=1, out_channels=3, batch=2),
+    ConvSpec((20, 17), (3, 3), padding=1, in_channels=5, out_channels=5),
+    ConvSpec((30, 29), (3, 3), padding=2, dilation=2, in_channels=12, out_channels=12, batch=2),
+    ConvSpec((23, 31), (5, 3), stride=2, padding=(2, 1), in_channels=16, out_channels=1),
+    ConvSpec((19, 19), (3, 3), padding=1, in_channels=3, out_channels=16, batch=2, flip=True),
+]
+
+
+@pytest.mark.parametrize("spec", TILES, ids=lambda s: s.describe())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_direct_tiles_match_the_reference(kernels, spec, dtype):
+    k = kernels(spec, dtype, "direct")
+    a = random_args(spec, dtype, seed=5)
+    exact = {name: value.astype(np.float64) for name, value in a.items()}
+    close = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-4)
+    np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]),
+                               conv2d_forward(spec, exact["x"], exact["w"], exact["b"]), **close)
+    np.testing.assert_allclose(k.grad_input(a["dy"], a["w"]), conv2d_grad_input(spec, exact["dy"], exact["w"]), **close)
+    np.testing.assert_allclose(k.grad_weight(a["x"], a["dy"]), conv2d_grad_weight(spec, exact["x"], exact["dy"]),
+                               **close)
+
+
 @pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("strategy", ["gemm", "direct"])
