@@ -18,7 +18,7 @@ from .spec import ConvSpec
 from .symbols import positions
 
 __all__ = ["SYMBOLIC_SUITE", "symbolic_table", "KERNEL_SUITE", "PASSES", "KernelRow", "kernel_rows", "kernel_table",
-           "add_kernel_flags", "call_overhead", "run_kernel_benchmark"]
+           "add_kernel_flags", "call_overhead", "run_kernel_benchmark", "arguments", "symconv_calls", "measure"]
 
 SYMBOLIC_SUITE: tuple[ConvSpec, ...] = (
     ConvSpec((3, 3), (2, 2)),
@@ -99,13 +99,15 @@ class KernelRow:
         return 2 * multiply_adds(self.spec) / self.symconv / 1e9
 
 
-def _arguments(spec: ConvSpec, dtype: str) -> dict[str, np.ndarray]:
+def arguments(spec: ConvSpec, dtype: str) -> dict[str, np.ndarray]:
+    """Seeded random x, w, b and dy of a layer, uniform in [-1, 1): the same data on every run."""
     rng = np.random.default_rng(0)
     shapes = {"x": spec.input_shape, "w": spec.weight_shape, "b": (spec.out_channels,), "dy": spec.output_shape}
     return {name: rng.uniform(-1, 1, shape).astype(dtype) for name, shape in shapes.items()}
 
 
-def _symconv_calls(kernels: Any, a: dict[str, np.ndarray]) -> dict[str, Callable[[], object]]:
+def symconv_calls(kernels: Any, a: dict[str, np.ndarray]) -> dict[str, Callable[[], object]]:
+    """Argument-free calls of each pass of ``kernels`` on ``a`` (forward with a bias), each with its own ``out=``."""
     # The preallocated out= path: what a training loop that keeps its buffers pays per call.
     y, dx, dw = (np.empty_like(a[n]) for n in ("dy", "x", "w"))
     return {
@@ -158,8 +160,8 @@ def _sample(call: Callable[[], object], inner: int) -> float:
     return (time.perf_counter() - start) / inner
 
 
-def _measure(impls: dict[str, dict[str, Callable[[], object]]], repeats: int, target: float,
-             budget: float) -> dict[tuple[str, str], float]:
+def measure(impls: dict[str, dict[str, Callable[[], object]]], repeats: int, target: float,
+            budget: float) -> dict[tuple[str, str], float]:
     """Median seconds per call of every (implementation, pass), sampled round-robin so that all of them see
     the same machine state (frequency, other load) over the run; a slow implementation (NumPy on the big
     layers) takes fewer samples, at least one, so that it stays within ``budget`` seconds."""
@@ -192,13 +194,13 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
         if torch is not None:
             torch.set_num_threads(count)
         for name, spec in suite:
-            a = _arguments(spec, dtype)
-            impls = {"symconv": _symconv_calls(compile_conv(spec, dtype, threads=count), a)}
+            a = arguments(spec, dtype)
+            impls = {"symconv": symconv_calls(compile_conv(spec, dtype, threads=count), a)}
             if torch is not None:
                 impls["torch"] = _torch_calls(torch, spec, a)
             if numpy:
                 impls["numpy"] = _numpy_calls(spec, a)
-            times = _measure(impls, repeats, target, budget)
+            times = measure(impls, repeats, target, budget)
             for family in PASSES:
                 rows.append(KernelRow(name, spec, family, count, times["symconv", family],
                                       times.get(("torch", family)), times.get(("numpy", family)), peak))
@@ -230,22 +232,24 @@ def kernel_table(rows: Sequence[KernelRow]) -> str:
     return "\n".join(lines)
 
 
-def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7) -> tuple[float, float]:
-    """Seconds per call of the textbook forward pass with ``out=``: (Python side, C side). The Python side is
-    the method call minus the bare cffi call on the same pointers: argument checks and ``from_buffer``."""
+def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7) -> tuple[float, float, float]:
+    """Seconds per call of the textbook forward pass: (Python side of a call with ``out=``, the bare C call,
+    a whole bound call). The Python side is the method call minus the bare cffi call on the same pointers
+    (argument checks and ``from_buffer``); a bound call (``ConvKernels.bind``) checks nothing per call."""
     from .codegen import compile_conv
 
     spec = KERNEL_SUITE[0][1]
     kernels = compile_conv(spec, dtype, threads=1)
-    a = _arguments(spec, dtype)
+    a = arguments(spec, dtype)
     out = np.empty(spec.output_shape, dtype)
     ffi, lib = kernels.module.ffi, kernels.module.lib
     pointers = [ffi.from_buffer(CTYPES[dtype] + "[]", v)
                 for v in (a["x"], a["w"], a["b"], out)]
     bare = getattr(lib, f"{kernel_prefix(spec, dtype)}_forward")
-    full = min(timeit.repeat(lambda: kernels.forward(a["x"], a["w"], a["b"], out=out), number=number, repeat=repeats))
-    c = min(timeit.repeat(lambda: bare(*pointers), number=number, repeat=repeats))
-    return (full - c) / number, c / number
+    calls = {"full": lambda: kernels.forward(a["x"], a["w"], a["b"], out=out), "c": lambda: bare(*pointers),
+             "bound": kernels.bind("forward", a["x"], a["w"], a["b"], out=out)}
+    best = {name: min(timeit.repeat(call, number=number, repeat=repeats)) / number for name, call in calls.items()}
+    return best["full"] - best["c"], best["c"], best["bound"]
 
 
 def add_kernel_flags(parser: Any) -> None:
@@ -269,6 +273,7 @@ def run_kernel_benchmark(args: Any) -> str:
         target=0.005 if quick else 0.02,
         budget=0.5 if quick else 2.0,
     )
-    python, c = call_overhead("float64" if args.float64 else "float32")
+    python, c, bound = call_overhead("float64" if args.float64 else "float32")
     return kernel_table(rows) + (f"\nPython overhead per call with out= (textbook forward, checks and pointers): "
-                                 f"{python * 1e6:.2f} µs, on top of {c * 1e6:.2f} µs for the bare C call")
+                                 f"{python * 1e6:.2f} µs, on top of {c * 1e6:.2f} µs for the bare C call; "
+                                 f"a bound call (ConvKernels.bind) takes {bound * 1e6:.2f} µs in all")

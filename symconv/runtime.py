@@ -139,7 +139,7 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
              out: Optional[np.ndarray] = None) -> np.ndarray:
         nonlocal last_x, last_w, last_b, last_y
         seen = last_x
-        if seen[0] is x and x.dtype is dtype and x.shape == sx and x.flags.num & ready == ready:
+        if seen[0] is x and x.dtype is dtype and x.shape == sx and x.flags.c_contiguous:
             px = seen[1]
         elif type(x) is ndarray and x.dtype is dtype and x.shape == sx and x.flags.num & ready == ready:
             px = from_buffer(ctype, x)
@@ -147,7 +147,7 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
         else:
             px = read_x(x)
         seen = last_w
-        if seen[0] is w and w.dtype is dtype and w.shape == sw and w.flags.num & ready == ready:
+        if seen[0] is w and w.dtype is dtype and w.shape == sw and w.flags.c_contiguous:
             pw = seen[1]
         elif type(w) is ndarray and w.dtype is dtype and w.shape == sw and w.flags.num & ready == ready:
             pw = from_buffer(ctype, w)
@@ -158,7 +158,7 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
             pb = pb0
         else:
             seen = last_b
-            if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+            if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.c_contiguous:
                 pb = seen[1]
             elif type(b) is ndarray and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
                 pb = from_buffer(ctype, b)
@@ -201,7 +201,7 @@ def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) 
     def pair(a: np.ndarray, b: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         nonlocal last_a, last_b, last_o
         seen = last_a
-        if seen[0] is a and a.dtype is dtype and a.shape == sa and a.flags.num & ready == ready:
+        if seen[0] is a and a.dtype is dtype and a.shape == sa and a.flags.c_contiguous:
             pa = seen[1]
         elif type(a) is ndarray and a.dtype is dtype and a.shape == sa and a.flags.num & ready == ready:
             pa = from_buffer(ctype, a)
@@ -209,7 +209,7 @@ def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) 
         else:
             pa = read_a(a)
         seen = last_b
-        if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
+        if seen[0] is b and b.dtype is dtype and b.shape == sb and b.flags.c_contiguous:
             pb = seen[1]
         elif type(b) is ndarray and b.dtype is dtype and b.shape == sb and b.flags.num & ready == ready:
             pb = from_buffer(ctype, b)
@@ -255,6 +255,37 @@ def _bias_call(ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[
     return grad_bias
 
 
+def _bound_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any], arrays: tuple[Any, ...],
+                out: Any, zero_bias: Optional[tuple[np.ndarray, Any]]) -> Callable[[], np.ndarray]:
+    """``ConvKernels.bind``: every argument checked once, then a call of the kernel on the same memory."""
+    *inputs, out_op = ops
+    if len(arrays) != len(inputs):
+        names = ", ".join(op.name for op in inputs)
+        raise TypeError(f"{where}: bind takes the {len(inputs)} input arrays ({names}) and out=, got {len(arrays)}")
+    pointers = []
+    for operand, array in zip(inputs, arrays):
+        if array is None and operand.name == "b" and zero_bias is not None:
+            pointers.append(zero_bias[1])  # no bias: the zeros, as forward(b=None) adds
+        else:
+            pointers.append(operand.read(array))
+    pointer = out_op.write(out)
+    _check_apart(where, pointer, out_op, tuple(zip(pointers, inputs)))
+    # from_buffer holds a buffer export of each array: its memory stays allocated and in place (NumPy refuses to
+    # resize an exported array) for as long as this call exists, so nothing is left to check per call.
+    run_kernel = partial(call, *pointers, pointer)
+
+    def bound() -> np.ndarray:
+        if run_kernel():
+            raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
+        return out
+
+    bound.__name__ = bound.__qualname__ = f"{where}_bound"
+    return bound
+
+
+_BORROWABLE = ("grad_input", "grad_weight", "grad_bias")
+
+
 def _not_fused(x: Any, w: Any, b: Any = None, out: Any = None) -> np.ndarray:
     raise RuntimeError("forward_relu: these kernels were compiled without it; pass fuse_relu=True to compile_conv")
 
@@ -285,11 +316,15 @@ class ConvKernels:
     module: ModuleType = field(repr=False)
     threads: int = 1
     fuse_relu: bool = False
+    # passes run by other kernels of the same layer and dtype (the autotuner's winners), as (family, kernels)
+    borrowed: tuple[tuple[str, "ConvKernels"], ...] = field(default=(), repr=False)
     forward: Callable[..., np.ndarray] = field(init=False, repr=False)
     forward_relu: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_input: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_weight: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_bias: Callable[..., np.ndarray] = field(init=False, repr=False)
+    _kernels: dict[str, tuple[tuple[_Operand, ...], Callable[..., Any]]] = field(init=False, repr=False)
+    _zero_bias: tuple[np.ndarray, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         ffi, lib = self.module.ffi, self.module.lib
@@ -315,9 +350,56 @@ class ConvKernels:
         }
         for name, method in methods.items():
             object.__setattr__(self, name, method)
+        kernels = {family: (ops[family], calls[family]) for family in ops}
+        for family, other in self.borrowed:
+            if family not in _BORROWABLE:
+                raise ValueError(f"borrowed: family must be one of {_BORROWABLE}, got {family!r}")
+            if (other.spec, other.dtype) != (self.spec, self.dtype):
+                raise ValueError(f"borrowed {family}: kernels of {other.spec.describe()} ({other.dtype}), "
+                                 f"not of this layer")
+            other = other if other.threads == self.threads else other.with_threads(self.threads)
+            object.__setattr__(self, family, getattr(other, family))
+            kernels[family] = other._kernels[family]
+        object.__setattr__(self, "_kernels", kernels)
+        object.__setattr__(self, "_zero_bias", zero_bias)
+
+    def bind(self, family: str, *arrays: Any, out: np.ndarray) -> Callable[[], np.ndarray]:
+        """The kernel ``family`` on these arrays, checked once: a call without arguments that runs it and
+        returns ``out``, with no per-call checks (the ~1 µs of Python of a small layer's method call).
+
+        ``family`` is ``"forward"`` (arrays x, w, b; ``b`` may be None), ``"forward_relu"``, ``"grad_input"``
+        (dy, w), ``"grad_weight"`` (x, dy) or ``"grad_bias"`` (dy). The arrays are checked as the methods
+        check them. The call reads and writes the memory the arrays have now (it keeps them alive): change
+        their values between calls, as a training loop does with its buffers; an array re-shaped or
+        re-typed in place after ``bind`` is not noticed.
+
+        >>> import numpy as np
+        >>> from symconv import ConvSpec, compile_conv
+        >>> kernels = compile_conv(ConvSpec((3, 3), (2, 2)), "float64")
+        >>> x, w, y = np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2)), np.empty((1, 1, 2, 2))
+        >>> step = kernels.bind("forward", x, w, None, out=y)
+        >>> step()[0, 0]
+        array([[ 8., 12.],
+               [20., 24.]])
+        >>> x += 1; float(step()[0, 0, 0, 0])
+        12.0
+        """
+        if family not in self._kernels:
+            raise ValueError(f"bind: family must be one of {sorted(self._kernels)}, got {family!r}"
+                             + ("" if family != "forward_relu" else " (compile with fuse_relu=True)"))
+        operands, call = self._kernels[family]
+        zero_bias = self._zero_bias if family.startswith("forward") else None
+        return _bound_call(family, operands, call, arrays, out, zero_bias)
+
+    @property
+    def strategies(self) -> dict[str, str]:
+        """The strategy of each pass: ``strategy`` unless the pass is borrowed from other kernels."""
+        own = {family: self.strategy for family in ("forward", "grad_input", "grad_weight", "grad_bias")}
+        return own | {family: other.strategy for family, other in self.borrowed}
 
     def with_threads(self, threads: int) -> "ConvKernels":
-        """The same kernels (same loaded module) run on at most ``threads`` threads per call."""
+        """The same kernels (same loaded modules, borrowed passes included) run on at most ``threads``
+        threads per call."""
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
         return replace(self, threads=threads)

@@ -132,3 +132,56 @@ def test_valid_views_and_read_only_inputs_are_accepted(k, args):
     batch = np.stack([args["x"], args["x"]])[1]
     assert batch.flags.c_contiguous and batch.base is not None
     np.testing.assert_array_equal(k.forward(batch, args["w"], args["b"]), expected)
+
+
+def test_a_reused_array_changed_in_place_is_checked_again(k, args):
+    # The runtime reuses the pointer of the array passed last time; what NumPy lets change in place is re-checked.
+    x, w, b = args["x"].copy(), args["w"], args["b"]
+    out = np.empty(SPEC.output_shape, np.float32)
+    for _ in range(2):
+        k.forward(x, w, b, out=out)
+    x.shape = (2, 2, 6, 5)
+    with pytest.raises(ValueError, match=r"^forward: argument 'x' must have shape \(2, 2, 5, 6\)"):
+        k.forward(x, w, b, out=out)
+    x.shape = SPEC.input_shape
+    x.dtype = np.int32
+    with pytest.raises(ValueError, match="^forward: argument 'x' must have dtype float32, got int32"):
+        k.forward(x, w, b, out=out)
+    x.dtype = np.float32
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="^forward: argument 'out' must be writeable"):
+        k.forward(x, w, b, out=out)
+
+
+def test_bind_runs_the_kernel_on_the_bound_memory(k, args):
+    x, w, b, dy = args["x"].copy(), args["w"], args["b"], args["dy"]
+    y, dx, dw, db = (np.empty(s, np.float32) for s in (SPEC.output_shape, SPEC.input_shape, SPEC.weight_shape, (3,)))
+    forward = k.bind("forward", x, w, b, out=y)
+    assert forward() is y
+    np.testing.assert_array_equal(y, k.forward(x, w, b))
+    x *= 2  # new values in the same memory: the next call sees them
+    forward()
+    np.testing.assert_array_equal(y, k.forward(x, w, b))
+    k.bind("forward", x, w, None, out=y)()
+    np.testing.assert_array_equal(y, k.forward(x, w))
+    for family, arrays, out, method in (("grad_input", (dy, w), dx, k.grad_input),
+                                        ("grad_weight", (x, dy), dw, k.grad_weight), ("grad_bias", (dy,), db, k.grad_bias)):
+        assert k.bind(family, *arrays, out=out)() is out
+        np.testing.assert_array_equal(out, method(*arrays))
+
+
+def test_bind_checks_its_arguments_once(k, args):
+    x, w, b, dy = args["x"], args["w"], args["b"], args["dy"]
+    y = np.empty(SPEC.output_shape, np.float32)
+    with pytest.raises(ValueError, match=r"^forward: argument 'x' must have shape \(2, 2, 5, 6\)"):
+        k.bind("forward", x[..., :5], w, b, out=y)
+    with pytest.raises(ValueError, match="^grad_weight: argument 'out' must have dtype float32, got float64"):
+        k.bind("grad_weight", x, dy, out=np.empty(SPEC.weight_shape))
+    with pytest.raises(ValueError, match="^grad_bias: argument 'out' overlaps 'dy'"):
+        k.bind("grad_bias", dy, out=dy.reshape(-1)[: SPEC.out_channels])
+    with pytest.raises(TypeError, match=r"^grad_input: bind takes the 2 input arrays \(dy, w\) and out=, got 3"):
+        k.bind("grad_input", dy, w, w, out=np.empty(SPEC.input_shape, np.float32))
+    with pytest.raises(ValueError, match="^bind: family must be one of"):
+        k.bind("backward", x, out=y)
+    with pytest.raises(TypeError, match="^grad_input: argument 'dy' must be a numpy.ndarray, got NoneType"):
+        k.bind("grad_input", None, w, out=np.empty(SPEC.input_shape, np.float32))  # only forward's b may be None
