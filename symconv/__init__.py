@@ -1,6 +1,7 @@
 """symconv: derive, prove, print and generate the backward pass of convolution layers, for any shape."""
 
 from .codegen import compile_conv
+from .autotune import Tuning, tune
 from . import forms
 from .derive import Derivation, derive
 from .latex import latex
@@ -24,6 +25,8 @@ __all__ = [
     "ProofReport",
     "compile_conv",
     "ConvKernels",
+    "tune",
+    "Tuning",
     "latex",
     "latex_document",
     "Network",

@@ -27,7 +27,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -44,7 +44,7 @@ import cffi
 __all__ = [
     "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "OPENMP_FLAGS", "CompilerError", "BuildJob",
     "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags",
-    "load_indexed", "build",
+    "load_indexed", "build", "locked", "write_atomic",
 ]
 
 CACHE_ENV: Final = "SYMCONV_CACHE_DIR"
@@ -248,7 +248,8 @@ def load_indexed(cache: Path, key: str) -> Optional[ModuleType]:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive fcntl lock on ``path`` (created if missing): one process at a time in the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         if fcntl is not None:
@@ -260,12 +261,19 @@ def _locked(path: Path) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new
+    one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _compiler_failure(name: str, stderr: str) -> CompilerError:
@@ -327,7 +335,7 @@ def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> Module
     module = _load_verified(cache, name)
     if module is None:
         _check_compiler()
-        with _locked(cache / "locks" / f"{name}.lock"):
+        with locked(cache / "locks" / f"{name}.lock"):
             module = _load_verified(cache, name)  # another process may have finished while we waited
             if module is None:
                 (cache / "tmp").mkdir(parents=True, exist_ok=True)
@@ -339,5 +347,5 @@ def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> Module
                     shutil.rmtree(workdir, ignore_errors=True)
                 module = _load_fresh(cache, name)
     if index_key is not None:
-        _write_atomic(cache / "index" / index_key, name + "\n")
+        write_atomic(cache / "index" / index_key, name + "\n")
     return module

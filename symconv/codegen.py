@@ -34,6 +34,15 @@ _loaded: dict[tuple[object, ...], ConvKernels] = {}
 _loaded_lock = threading.Lock()
 
 
+def generator_fingerprint() -> str:
+    """sha256 of the generator's stages and conv templates: it changes with any edit that can change a kernel.
+
+    >>> len(generator_fingerprint())
+    64
+    """
+    return _generator_fingerprint()
+
+
 @cache
 def _generator_fingerprint() -> str:
     digest = hashlib.sha256()
@@ -71,7 +80,8 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
 
     ``dtype`` is ``"float32"`` or ``"float64"``. ``strategy`` is ``"unrolled"`` (the derived equations as
     straight-line code), ``"loops"`` (loop nests), ``"gemm"`` (packed matrix products), ``"direct"`` (direct
-    convolutions on padded images; ``symconv.direct``), or None to choose by size (``lowering.UNROLL_LIMIT``).
+    convolutions on padded images; ``symconv.direct``), None to choose by size (``lowering.UNROLL_LIMIT``), or
+    ``"tuned"``: the fastest of them per pass, timed once on this machine and cached (``symconv.autotune``).
     ``cflags`` are added to Python's own compiler flags (default ``("-O3",)``; the tests add
     ``-Wall -Wextra -Werror``). ``arch`` is ``"native"`` (``-march=native``: every vector instruction of this
     CPU; the cache key then holds the CPU's fingerprint) or ``"portable"`` (the compiler's baseline). Every
@@ -98,6 +108,11 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
     """
     if dtype not in CTYPES:
         raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
+    if strategy == "tuned":  # spec -> timed winners (symconv.autotune), each compiled below; one object
+        from .autotune import tuned_kernels
+
+        return tuned_kernels(spec, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir,
+                             fuse_relu=fuse_relu)
     chosen = choose_strategy(spec, strategy)
     flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
     count = default_threads() if threads is None else int(threads)
