@@ -25,11 +25,10 @@ from typing import Any, Final, Mapping, Optional, Sequence
 import numpy as np
 
 from . import benchmark, codegen
-from .build import (DEFAULT_CFLAGS, cache_root, environment_key, flags_key, host_fingerprint, locked, target_flags,
-                    write_atomic)
+from .build import cache_root, environment_key, flags_key, host_fingerprint, locked, write_atomic
 from .lowering import CTYPES, STRATEGIES, UNROLL_LIMIT, multiply_adds
 from .reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
-from .runtime import ConvKernels, default_threads
+from .runtime import ConvKernels
 from .spec import ConvSpec
 
 __all__ = ["Tuning", "TuningError", "TIMED_PASSES", "SAMPLES", "SAMPLE_SECONDS", "default_candidates", "tune",
@@ -226,10 +225,7 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     if dtype not in CTYPES:
         raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
     chosen = _candidates(spec, candidates)
-    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
-    count = default_threads() if threads is None else int(threads)
-    if count < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    flags, ldflags, count = codegen.build_options(cflags, arch, threads)
     cache = cache_root(cache_dir)
     key = _record_key(spec, dtype, count, chosen, flags, ldflags)
     path = cache / "tuned" / f"{key}.json"

@@ -22,7 +22,7 @@ from .render import TEMPLATE_VERSION, TEMPLATES_DIR, generation_key, render
 from .runtime import ConvKernels, default_threads
 from .spec import ConvSpec
 
-__all__ = ["compile_conv", "write_sources", "FLOAT32_UNIT_ROUNDOFF"]
+__all__ = ["compile_conv", "build_options", "write_sources", "FLOAT32_UNIT_ROUNDOFF"]
 
 FLOAT32_UNIT_ROUNDOFF: Final = 2.0**-24
 
@@ -73,6 +73,16 @@ def _recipe_key(spec: ConvSpec, dtype: str, strategy: str, cflags: tuple[str, ..
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+def build_options(cflags: Optional[Sequence[str]], arch: str,
+                  threads: Optional[int]) -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    """The compiler flags, link flags and thread count that ``compile_conv`` takes from its arguments."""
+    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
+    count = default_threads() if threads is None else int(threads)
+    if count < 1:
+        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    return flags, ldflags, count
+
+
 def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None, *,
                  cflags: Optional[Sequence[str]] = None, arch: str = "native", threads: Optional[int] = None,
                  cache_dir: Optional[os.PathLike[str] | str] = None, fuse_relu: bool = False) -> ConvKernels:
@@ -114,10 +124,7 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
         return tuned_kernels(spec, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir,
                              fuse_relu=fuse_relu)
     chosen = choose_strategy(spec, strategy)
-    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
-    count = default_threads() if threads is None else int(threads)
-    if count < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
+    flags, ldflags, count = build_options(cflags, arch, threads)
     cache_path = cache_root(cache_dir)
     fuse_relu = bool(fuse_relu)
     memo = (spec, dtype, chosen, fuse_relu, flags, count, str(cache_path), json.dumps(environment_key(), sort_keys=True))
