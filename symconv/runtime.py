@@ -1,13 +1,12 @@
 """Runtime: a loaded kernel module and NumPy arrays -> checked, zero-copy calls of the C kernels.
 
-Every argument is checked before any C runs (type, dtype, shape, C-contiguity, alignment, and for ``out``
-writability and no overlap with an input), so the kernels, which trust their fixed sizes, can never read
-or write outside an array. The checks are a few attribute reads per argument (flags as one integer, the
-dtype by identity first), written inline in one closure per kernel; cffi's ``from_buffer`` (~0.15 µs per
-array, once the largest part) runs only for an array other than the one last passed in that argument;
-arrays that own their memory skip the pointer arithmetic of the overlap test. A call with ``out=`` on a
-small layer costs about 1 µs of Python on the 2-core development machine (2 µs before the closures).
-"""
+Every argument is checked before any C runs (``symconv.operands``: type, dtype, shape, C-contiguity,
+alignment, and for ``out`` writability and no overlap with an input), so the kernels, which trust their fixed
+sizes, can never read or write outside an array. The checks are a few attribute reads per argument (flags
+as one integer, the dtype by identity first), written inline in one closure per kernel; cffi's
+``from_buffer`` (~0.15 µs per array, once the largest part) runs only for an array other than the one last
+passed in that argument; arrays that own their memory skip the pointer arithmetic of the overlap test. A call
+with ``out=`` on a small layer costs about 1 µs of Python on the 2-core development machine."""
 
 from __future__ import annotations
 
@@ -19,7 +18,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .lowering import CTYPES, VECTOR_STRATEGIES, Param, kernel_prefix, signatures
+from .lowering import VECTOR_STRATEGIES, kernel_prefix, signatures
+from .operands import CONTIGUOUS_ALIGNED, WRITABLE_OUT, Operand, check_apart, own_buffers
 from .spec import ConvSpec
 
 __all__ = ["ConvKernels", "default_threads"]
@@ -36,97 +36,20 @@ def default_threads() -> int:
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
-_AXES = {"x": "N, C, H, W", "w": "K, C, R, S", "b": "K", "y": "N, K, Ho, Wo", "dy": "N, K, Ho, Wo",
-         "dx": "N, C, H, W", "dw": "K, C, R, S", "db": "K"}
-
-
-# NumPy's flag bits (NPY_ARRAY_C_CONTIGUOUS, NPY_ARRAY_ALIGNED, NPY_ARRAY_WRITEABLE), stable across 1.x and 2.x.
-_CONTIGUOUS_ALIGNED = 0x0001 | 0x0100
-_WRITABLE_OUT = _CONTIGUOUS_ALIGNED | 0x0400
-
-
-class _Operand:
-    """One argument of one kernel: checks an array and hands C a pointer to its data (no copy)."""
-
-    __slots__ = ("where", "name", "axes", "shape", "dtype", "ctype", "ffi", "size")
-
-    def __init__(self, where: str, param: Param, dtype: np.dtype, ffi: Any) -> None:
-        # Errors name arguments as Python callers see them: an output is the keyword 'out'.
-        self.where, self.name = where, "out" if param.output else param.name
-        self.axes, self.shape, self.dtype, self.ffi = _AXES[param.name], param.shape, dtype, ffi
-        self.ctype = ffi.typeof(CTYPES[dtype.name] + "[]")  # parsed once, not per call
-        self.size = int(np.prod(param.shape))
-
-    # One integer read (flags.num) tests contiguity, alignment and writeability together; the dtype is
-    # usually the very same object (NumPy keeps one per builtin type), so `is` decides before `==` runs.
-    def read(self, array: Any) -> Any:
-        if (isinstance(array, np.ndarray) and (array.dtype is self.dtype or array.dtype == self.dtype)
-                and array.shape == self.shape and array.flags.num & _CONTIGUOUS_ALIGNED == _CONTIGUOUS_ALIGNED):
-            return self.ffi.from_buffer(self.ctype, array)
-        raise self.problem(array)
-
-    def write(self, array: Any) -> Any:
-        if (isinstance(array, np.ndarray) and (array.dtype is self.dtype or array.dtype == self.dtype)
-                and array.shape == self.shape and array.flags.num & _WRITABLE_OUT == _WRITABLE_OUT):
-            return self.ffi.from_buffer(self.ctype, array)
-        raise self.problem(array)
-
-    def problem(self, array: Any) -> Exception:
-        """The first thing wrong with ``array``, as an exception naming argument, expected and actual value."""
-        who = f"{self.where}: argument {self.name!r}"
-        if not isinstance(array, np.ndarray):
-            return TypeError(f"{who} must be a numpy.ndarray, got {type(array).__name__}")
-        if array.dtype != self.dtype:
-            return ValueError(f"{who} must have dtype {self.dtype}, got {array.dtype}")
-        if array.shape != self.shape:
-            return ValueError(f"{who} must have shape {self.shape} ({self.axes}), got {array.shape}")
-        if not array.flags.c_contiguous:
-            return ValueError(f"{who} must be C-contiguous, got strides {array.strides} (use np.ascontiguousarray)")
-        if not array.flags.aligned:
-            return ValueError(
-                f"{who} must be aligned to {self.dtype.alignment} bytes, got address {array.ctypes.data:#x}"
-            )
-        return ValueError(f"{who} must be writeable, got a read-only array")
-
-    def fresh(self) -> tuple[np.ndarray, Any]:
-        """A new output array and its pointer: nothing to check."""
-        array = np.empty(self.shape, self.dtype)
-        return array, self.ffi.from_buffer(self.ctype, array)
-
-
-def _check_apart(where: str, out: Any, out_op: _Operand, inputs: tuple[tuple[Any, _Operand], ...]) -> None:
-    # The kernels declare their pointers restrict, so an output overlapping an input is undefined behaviour.
-    end = out + out_op.size
-    for pointer, operand in inputs:
-        if out < pointer + operand.size and pointer < end:
-            raise ValueError(f"{where}: argument 'out' overlaps {operand.name!r}; pass a separate array")
-
-
-def _own_buffers(out: np.ndarray, *arrays: np.ndarray) -> bool:
-    """True when out and every array own their memory and are distinct objects: distinct allocations, so no
-    overlap is possible and the pointer comparisons of ``_check_apart`` can be skipped (the common case)."""
-    if out.base is not None:
-        return False
-    for array in arrays:
-        if array.base is not None or array is out:
-            return False
-    return True
-
-
-def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
+def _conv_call(where: str, ops: tuple[Operand, ...], call: Callable[..., Any],
                zero_bias: tuple[np.ndarray, Any]) -> Callable[..., np.ndarray]:
     """``forward`` (or ``forward_relu``) as a closure: every constant it checks against is a local cell.
 
     The common case (an exact ndarray of the layer's dtype object) is tested inline, without a method call
     per argument; anything else (a subclass, an equal but distinct dtype, a wrong argument) goes through
-    ``_Operand.read``/``write``, which accepts the former and raises for the latter. Same checks either way.
+    ``Operand.read``/``write``, which accepts the former and raises for the latter. Same checks either way.
     The checks are written out per argument on purpose: one generic closure looping over the arguments
     measured 2.3-4.2 µs per textbook call against 1.0-2.0 µs for this one, side by side.
     """
     ox, ow, ob, oy = ops
     ndarray, dtype, ctype, from_buffer = np.ndarray, ox.dtype, ox.ctype, ox.ffi.from_buffer
     sx, sw, sb, sy = ox.shape, ow.shape, ob.shape, oy.shape
-    ready, ready_out, pb0 = _CONTIGUOUS_ALIGNED, _WRITABLE_OUT, zero_bias[1]
+    ready, ready_out, pb0 = CONTIGUOUS_ALIGNED, WRITABLE_OUT, zero_bias[1]
     fresh, read_x, read_w, read_b, write_y = oy.fresh, ox.read, ow.read, ob.read, oy.write
     # The last array seen in each argument and its pointer: the same array again (a training loop's buffers)
     # reuses the pointer and skips from_buffer (~0.15 µs). Identity is enough: the pointer's buffer export
@@ -176,11 +99,11 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
                 last_y = (out, py)
             else:
                 py = write_y(out)
-            # _own_buffers, inlined: distinct arrays owning their memory cannot overlap (the common case)
+            # own_buffers, inlined: distinct arrays owning their memory cannot overlap (the common case)
             if (out.base is not None or x.base is not None or w.base is not None or out is x or out is w
                     or (b is not None and (b.base is not None or out is b))):
                 inputs = ((px, ox), (pw, ow)) if b is None else ((px, ox), (pw, ow), (pb, ob))
-                _check_apart(where, py, oy, inputs)
+                check_apart(where, py, oy, inputs)
         if call(px, pw, pb, py):
             raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
         return out
@@ -189,12 +112,12 @@ def _conv_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
     return conv
 
 
-def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
+def _pair_call(where: str, ops: tuple[Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
     """``grad_input`` or ``grad_weight`` (two inputs and an output) as a closure, checked as ``_conv_call``."""
     oa, ob, oo = ops
     ndarray, dtype, ctype, from_buffer = np.ndarray, oa.dtype, oa.ctype, oa.ffi.from_buffer
     sa, sb, so = oa.shape, ob.shape, oo.shape
-    ready, ready_out = _CONTIGUOUS_ALIGNED, _WRITABLE_OUT
+    ready, ready_out = CONTIGUOUS_ALIGNED, WRITABLE_OUT
     fresh, read_a, read_b, write_o = oo.fresh, oa.read, ob.read, oo.write
     last_a = last_b = last_o = (None, None)  # as in _conv_call
 
@@ -228,7 +151,7 @@ def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) 
             else:
                 po = write_o(out)
             if out.base is not None or a.base is not None or b.base is not None or out is a or out is b:
-                _check_apart(where, po, oo, ((pa, oa), (pb, ob)))
+                check_apart(where, po, oo, ((pa, oa), (pb, ob)))
         if call(pa, pb, po):
             raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
         return out
@@ -237,7 +160,7 @@ def _pair_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any]) 
     return pair
 
 
-def _bias_call(ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
+def _bias_call(ops: tuple[Operand, ...], call: Callable[..., Any]) -> Callable[..., np.ndarray]:
     ody, odb = ops
 
     def grad_bias(dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -246,8 +169,8 @@ def _bias_call(ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[
             out, pdb = odb.fresh()
         else:
             pdb = odb.write(out)
-            if not _own_buffers(out, dy):
-                _check_apart("grad_bias", pdb, odb, ((pdy, ody),))
+            if not own_buffers(out, dy):
+                check_apart("grad_bias", pdb, odb, ((pdy, ody),))
         if call(pdy, pdb):
             raise MemoryError("grad_bias: the kernel could not allocate its scratch memory")
         return out
@@ -255,7 +178,7 @@ def _bias_call(ops: tuple[_Operand, ...], call: Callable[..., Any]) -> Callable[
     return grad_bias
 
 
-def _bound_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any], arrays: tuple[Any, ...],
+def _bound_call(where: str, ops: tuple[Operand, ...], call: Callable[..., Any], arrays: tuple[Any, ...],
                 out: Any, zero_bias: Optional[tuple[np.ndarray, Any]]) -> Callable[[], np.ndarray]:
     """``ConvKernels.bind``: every argument checked once, then a call of the kernel on the same memory."""
     *inputs, out_op = ops
@@ -269,7 +192,7 @@ def _bound_call(where: str, ops: tuple[_Operand, ...], call: Callable[..., Any],
         else:
             pointers.append(operand.read(array))
     pointer = out_op.write(out)
-    _check_apart(where, pointer, out_op, tuple(zip(pointers, inputs)))
+    check_apart(where, pointer, out_op, tuple(zip(pointers, inputs)))
     # from_buffer holds a buffer export of each array: its memory stays allocated and in place (NumPy refuses to
     # resize an exported array) for as long as this call exists, so nothing is left to check per call.
     run_kernel = partial(call, *pointers, pointer)
@@ -296,7 +219,7 @@ class ConvKernels:
 
     Every method takes C-contiguous NumPy arrays of the layer's dtype in PyTorch layout and returns a new
     array, or fills and returns ``out``; every argument is checked before the kernel runs (inputs as
-    ``_Operand.read``, ``out`` as ``_Operand.write`` and against overlap with the inputs):
+    ``Operand.read``, ``out`` as ``Operand.write`` and against overlap with the inputs):
 
     - ``forward(x, w, b=None, out=None)``: y = conv(x, w) + b, shape (N, K, Ho, Wo); ``b=None`` means no bias.
     - ``forward_relu(x, w, b=None, out=None)``: max(forward, 0) in one kernel (compiled with ``fuse_relu``).
@@ -323,7 +246,7 @@ class ConvKernels:
     grad_input: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_weight: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_bias: Callable[..., np.ndarray] = field(init=False, repr=False)
-    _kernels: dict[str, tuple[tuple[_Operand, ...], Callable[..., Any]]] = field(init=False, repr=False)
+    _kernels: dict[str, tuple[tuple[Operand, ...], Callable[..., Any]]] = field(init=False, repr=False)
     _zero_bias: tuple[np.ndarray, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -332,7 +255,7 @@ class ConvKernels:
         sig = signatures(self.spec)
         if self.fuse_relu:
             sig["forward_relu"] = sig["forward"]
-        ops = {family: tuple(_Operand(family, p, self.dtype, ffi) for p in params) for family, params in sig.items()}
+        ops = {family: tuple(Operand(family, p, self.dtype, ffi) for p in params) for family, params in sig.items()}
         calls = {family: getattr(lib, f"{prefix}_{family}") for family in ops}
         if self.strategy in VECTOR_STRATEGIES:  # these take the thread count first (partial binds it in C, no frame)
             calls = {family: partial(call, self.threads) for family, call in calls.items()}
