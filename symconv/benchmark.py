@@ -232,24 +232,26 @@ def kernel_table(rows: Sequence[KernelRow]) -> str:
     return "\n".join(lines)
 
 
-def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7) -> tuple[float, float, float]:
-    """Seconds per call of the textbook forward pass: (Python side of a call with ``out=``, the bare C call,
-    a whole bound call). The Python side is the method call minus the bare cffi call on the same pointers
-    (argument checks and ``from_buffer``); a bound call (``ConvKernels.bind``) checks nothing per call."""
+def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7) -> dict[str, float]:
+    """Seconds per whole call of the textbook forward pass with ``out=``, by path: ``checked`` (the method:
+    its checks run in C, ``symconv.checked_call``), ``python`` (the same method with its checks in Python, as
+    without that extension), ``cffi`` (the bare cffi call on ready pointers, no checks) and ``bound``
+    (``ConvKernels.bind``: checked once, nothing per call). Best of ``repeats``: the least-disturbed run."""
+    from dataclasses import replace
+
     from .codegen import compile_conv
 
     spec = KERNEL_SUITE[0][1]
     kernels = compile_conv(spec, dtype, threads=1)
-    a = arguments(spec, dtype)
+    python = replace(kernels, checked=None)
+    x, w, b = (arguments(spec, dtype)[name] for name in ("x", "w", "b"))
     out = np.empty(spec.output_shape, dtype)
     ffi, lib = kernels.module.ffi, kernels.module.lib
-    pointers = [ffi.from_buffer(CTYPES[dtype] + "[]", v)
-                for v in (a["x"], a["w"], a["b"], out)]
+    pointers = [ffi.from_buffer(CTYPES[dtype] + "[]", v) for v in (x, w, b, out)]
     bare = getattr(lib, f"{kernel_prefix(spec, dtype)}_forward")
-    calls = {"full": lambda: kernels.forward(a["x"], a["w"], a["b"], out=out), "c": lambda: bare(*pointers),
-             "bound": kernels.bind("forward", a["x"], a["w"], a["b"], out=out)}
-    best = {name: min(timeit.repeat(call, number=number, repeat=repeats)) / number for name, call in calls.items()}
-    return best["full"] - best["c"], best["c"], best["bound"]
+    calls = {"checked": lambda: kernels.forward(x, w, b, out=out), "python": lambda: python.forward(x, w, b, out=out),
+             "cffi": lambda: bare(*pointers), "bound": kernels.bind("forward", x, w, b, out=out)}
+    return {name: min(timeit.repeat(call, number=number, repeat=repeats)) / number for name, call in calls.items()}
 
 
 def add_kernel_flags(parser: Any) -> None:
@@ -273,7 +275,8 @@ def run_kernel_benchmark(args: Any) -> str:
         target=0.005 if quick else 0.02,
         budget=0.5 if quick else 2.0,
     )
-    python, c, bound = call_overhead("float64" if args.float64 else "float32")
-    return kernel_table(rows) + (f"\nPython overhead per call with out= (textbook forward, checks and pointers): "
-                                 f"{python * 1e6:.2f} µs, on top of {c * 1e6:.2f} µs for the bare C call; "
-                                 f"a bound call (ConvKernels.bind) takes {bound * 1e6:.2f} µs in all")
+    us = {path: f"{seconds * 1e6:.2f} µs" for path, seconds in call_overhead(
+        "float64" if args.float64 else "float32").items()}
+    return kernel_table(rows) + (f"\nA whole textbook forward call with out=: {us['checked']} checked (in C), "
+                                 f"{us['python']} with the checks in Python, {us['cffi']} for the bare cffi call "
+                                 f"(no checks), {us['bound']} bound (ConvKernels.bind)")

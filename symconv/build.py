@@ -63,10 +63,22 @@ _COMPILE_SCRIPT: Final = """\
 import json, sys
 import cffi
 job = json.load(sys.stdin)
-ffi = cffi.FFI()
-ffi.cdef(job["cdef"])
-ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"], extra_link_args=job["ldflags"])
-ffi.compile(tmpdir=".", verbose=False)
+if job["cdef"] is None:  # a CPython extension of its own: setuptools' build_ext, as cffi itself runs it
+    from setuptools import Distribution, Extension
+    with open(job["module"] + ".c", "w", encoding="utf-8") as source:
+        source.write(job["source"])
+    extension = Extension(job["module"], [job["module"] + ".c"], include_dirs=job["include_dirs"],
+                          define_macros=[("SYMCONV_MODULE", job["module"])], extra_compile_args=job["cflags"],
+                          extra_link_args=job["ldflags"])
+    dist = Distribution({"ext_modules": [extension]})
+    options = dist.get_option_dict("build_ext")
+    options["build_lib"] = options["build_temp"] = ("symconv", ".")
+    dist.run_command("build_ext")
+else:
+    ffi = cffi.FFI()
+    ffi.cdef(job["cdef"])
+    ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"], extra_link_args=job["ldflags"])
+    ffi.compile(tmpdir=".", verbose=False)
 """
 
 
@@ -78,15 +90,20 @@ class CompilerError(RuntimeError):
 class BuildJob:
     """What to compile: the C source, the cffi cdef (the kernels' prototypes) and extra compiler flags.
 
+    ``cdef=None``: the source is a CPython extension module of its own, built without cffi; it names its init
+    function after the macro ``SYMCONV_MODULE`` (the module name, known only once the source is hashed) and
+    may include headers from ``include_dirs``.
+
     ``generator`` names what produced the source and the version of its data model (symconv and
     ``render.TEMPLATE_VERSION``), so a new generator never reuses an old build even for equal text.
     """
 
     source: str
-    cdef: str
+    cdef: Optional[str]
     cflags: tuple[str, ...] = DEFAULT_CFLAGS
     generator: str = ""
     ldflags: tuple[str, ...] = ()
+    include_dirs: tuple[str, ...] = ()
 
     def module_name(self) -> str:
         """``symconv_`` and 40 hex digits of sha256 over everything that changes the built binary.
@@ -96,6 +113,8 @@ class BuildJob:
         """
         recipe = {"source": self.source, "cdef": self.cdef, **flags_key(self.cflags), "ldflags": list(self.ldflags),
                   "generator": self.generator, **environment_key()}
+        if self.include_dirs:  # only when set: the names of the kernel modules stay what they were
+            recipe["include_dirs"] = list(self.include_dirs)
         return "symconv_" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:40]
 
 
@@ -288,7 +307,7 @@ def _compiler_failure(name: str, stderr: str) -> CompilerError:
 def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
     """Compile in ``workdir`` with a child interpreter; return the directory holding the finished files."""
     payload = json.dumps({"module": name, "source": job.source, "cdef": job.cdef, "cflags": list(job.cflags),
-                          "ldflags": list(job.ldflags)})
+                          "ldflags": list(job.ldflags), "include_dirs": list(job.include_dirs)})
     result = subprocess.run(
         [sys.executable, "-c", _COMPILE_SCRIPT], input=payload, cwd=workdir, capture_output=True, text=True
     )
@@ -299,7 +318,8 @@ def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
     staged.mkdir()
     os.replace(library, staged / library.name)
     os.replace(workdir / f"{name}.c", staged / f"{name}.c")
-    (staged / f"{name}.cdef").write_text(job.cdef)
+    if job.cdef is not None:
+        (staged / f"{name}.cdef").write_text(job.cdef)
     manifest = {"library": library.name, "size": (staged / library.name).stat().st_size,
                 "sha256": _digest(staged / library.name)}
     (staged / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -17,6 +17,7 @@ from typing import Final, Optional, Sequence
 import numpy as np
 
 from .build import DEFAULT_CFLAGS, BuildJob, build, cache_root, environment_key, flags_key, load_indexed, target_flags
+from .checked_call import checked_call_module
 from .lowering import CTYPES, choose_strategy, lower
 from .render import TEMPLATE_VERSION, TEMPLATES_DIR, generation_key, render
 from .runtime import ConvKernels, default_threads
@@ -47,11 +48,11 @@ def generator_fingerprint() -> str:
 def _generator_fingerprint() -> str:
     digest = hashlib.sha256()
     package = Path(__file__).resolve().parent
-    # Every C template but those of the other modules (layers, peak), whose edits do not touch a conv kernel.
+    # Every C template but those of the other modules (layers, peak, checked calls), whose edits do not touch a conv kernel.
     c_templates = [
         p
         for p in sorted(TEMPLATES_DIR.glob("*.j2"))
-        if p.name.endswith((".c.j2", ".h.j2", ".cdef.j2")) and not p.name.startswith(("layer_", "peak_"))
+        if p.name.endswith((".c.j2", ".h.j2", ".cdef.j2")) and not p.name.startswith(("layer_", "peak_", "checked_"))
     ]
     for path in [package / name for name in _GENERATOR_MODULES] + c_templates:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -138,7 +139,8 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str]
         sources = render(plan)                                                  # -> C text (printer, Jinja)
         job = BuildJob(sources.c, sources.cdef, flags, _generator_version(), ldflags)
         module = build(job, cache_path, key)                                    # -> cached cffi extension
-    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module, count, fuse_relu)  # -> checked NumPy calls
+    kernels = ConvKernels(spec, np.dtype(dtype), chosen, module, count, fuse_relu,  # -> checked NumPy calls
+                          checked=checked_call_module(cache_path))
     with _loaded_lock:
         return _loaded.setdefault(memo, kernels)
 

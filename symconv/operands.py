@@ -1,8 +1,8 @@
 """Operands: one array argument of one compiled kernel -> its checks, its error messages and its pointer.
 
 The checks every kernel argument passes before any C runs (type, dtype, shape, C-contiguity, alignment, and
-for an output writability and no overlap with an input); ``runtime`` inlines the common case of them in its
-per-kernel closures and falls back on these for everything else and for the error messages.
+for an output writability and no overlap with an input), with the error messages; ``checked_call`` runs the
+common case of the same checks in C and leaves every other call to these.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from .lowering import CTYPES, Param
 
-__all__ = ["Operand", "check_apart", "own_buffers", "CONTIGUOUS_ALIGNED", "WRITABLE_OUT"]
+__all__ = ["Operand", "check_apart", "CONTIGUOUS_ALIGNED", "WRITABLE_OUT"]
 
 _AXES = {"x": "N, C, H, W", "w": "K, C, R, S", "b": "K", "y": "N, K, Ho, Wo", "dy": "N, K, Ho, Wo",
          "dx": "N, C, H, W", "dw": "K, C, R, S", "db": "K"}
@@ -79,14 +79,3 @@ def check_apart(where: str, out: Any, out_op: Operand, inputs: tuple[tuple[Any, 
     for pointer, operand in inputs:
         if out < pointer + operand.size and pointer < end:
             raise ValueError(f"{where}: argument 'out' overlaps {operand.name!r}; pass a separate array")
-
-
-def own_buffers(out: np.ndarray, *arrays: np.ndarray) -> bool:
-    """True when out and every array own their memory and are distinct objects: distinct allocations, so no
-    overlap is possible and the pointer comparisons of ``check_apart`` can be skipped (the common case)."""
-    if out.base is not None:
-        return False
-    for array in arrays:
-        if array.base is not None or array is out:
-            return False
-    return True

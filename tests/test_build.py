@@ -28,18 +28,21 @@ SCRIPT = textwrap.dedent(
     f"""
     import json, sys, time
     import numpy as np
+    import symconv.checked_call as checked_call
     import symconv.codegen as codegen
     from symconv import ConvSpec, compile_conv
     if sys.argv[1] == "cached-only":
         def refuse(*args, **kwargs):
             raise AssertionError("a cache hit must not lower, render or build")
         codegen.lower = codegen.render = codegen.build = refuse
+        checked_call.environment = checked_call.build = refuse
     spec = ConvSpec((4, 4), (2, 2), stride=2)
     start = time.perf_counter()
     k = compile_conv(spec, "float64", cflags={list(STRICT_CFLAGS)!r})
     seconds = time.perf_counter() - start
     y = k.forward(np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 2, 2)))
-    print(json.dumps({{"seconds": seconds, "y": y.ravel().tolist(), "library": k.library}}))
+    print(json.dumps({{"seconds": seconds, "y": y.ravel().tolist(), "library": k.library,
+                      "call": type(k.forward).__name__}}))
     """
 )
 
@@ -54,6 +57,11 @@ def report(process: subprocess.Popen) -> dict:
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     return json.loads(out)
+
+
+def kernel_modules(cache: Path) -> list[Path]:
+    """The cffi kernel modules in ``cache`` (each keeps its .cdef), not the checked-call extension beside them."""
+    return sorted(p for p in (cache / "modules").iterdir() if list(p.glob("*.cdef")))
 
 
 EXPECTED_Y = conv2d_forward(SPEC, np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 2, 2))).ravel().tolist()
@@ -84,11 +92,12 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 def test_second_process_loads_from_cache_without_compiling(tmp_path):
     first = report(run_python(tmp_path))
     modules = sorted((tmp_path / "modules").iterdir())
-    assert len(modules) == 1 and first["y"] == EXPECTED_Y
-    kept = {p.suffix for p in modules[0].iterdir()}
+    assert len(kernel_modules(tmp_path)) == 1 and len(modules) == 2 and first["y"] == EXPECTED_Y
+    kept = {p.suffix for p in kernel_modules(tmp_path)[0].iterdir()}
     assert {".c", ".cdef", ".so", ".json"} <= kept  # the .c stays next to the extension for reading
     second = report(run_python(tmp_path, "cached-only"))
     assert second["y"] == EXPECTED_Y and second["library"] == first["library"]
+    assert first["call"] == second["call"] == "CheckedCall"  # the C fast path, built once, then loaded
     assert second["seconds"] < 0.5, second  # milliseconds in practice: a file read, a checksum, a dlopen
     assert sorted((tmp_path / "modules").iterdir()) == modules
     assert not list((tmp_path / "tmp").iterdir())  # private build directories are cleaned up
@@ -99,7 +108,7 @@ def test_concurrent_processes_building_the_same_kernel_both_succeed(tmp_path):
     results = [report(p) for p in processes]
     assert all(r["y"] == EXPECTED_Y for r in results)
     assert len({r["library"] for r in results}) == 1
-    assert len(list((tmp_path / "modules").iterdir())) == 1
+    assert len(kernel_modules(tmp_path)) == 1
 
 
 def corrupt_and_rebuild(tmp_path: Path, damage) -> None:
@@ -185,3 +194,29 @@ def test_native_flags_key_on_the_host_cpu():
     assert native.module_name() != portable.module_name()
     with pytest.raises(ValueError, match="arch must be one of"):
         target_flags(("-O3",), "znver9")
+
+
+def test_a_cpython_extension_job_builds_without_cffi(tmp_path):
+    source = textwrap.dedent(
+        """
+        #include <Python.h>
+        #define NAME_(name) #name
+        #define NAME(name) NAME_(name)
+        #define INIT_(name) PyInit_##name
+        #define INIT(name) INIT_(name)
+        static struct PyModuleDef definition = {PyModuleDef_HEAD_INIT, NAME(SYMCONV_MODULE), NULL, -1, NULL};
+        PyMODINIT_FUNC INIT(SYMCONV_MODULE)(void) { return PyModule_Create(&definition); }
+        """
+    )
+    job = BuildJob(source, None)
+    module = build(job, tmp_path)
+    assert module.__name__ == job.module_name() and not hasattr(module, "ffi")
+    assert not list((tmp_path / "modules" / job.module_name()).glob("*.cdef"))
+
+
+def test_checked_calls_fall_back_to_python_with_a_warning_when_they_cannot_be_built(monkeypatch, tmp_path):
+    from symconv.checked_call import checked_call_module
+
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    with pytest.warns(RuntimeWarning, match="checked kernel calls run in Python, a few µs slower per call"):
+        assert checked_call_module(tmp_path) is None

@@ -1,8 +1,11 @@
-"""Argument checks of ConvKernels: every bad argument is rejected, by name, before any C runs."""
+"""Argument checks of ConvKernels: every bad argument is rejected, by name, before any C runs; the checks
+run in C for the common case (symconv.checked_call) and in Python for every other call, with one meaning."""
 
 from __future__ import annotations
 
 import re
+import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,9 +15,12 @@ from symconv import ConvSpec
 SPEC = ConvSpec((5, 6), (2, 3), in_channels=2, out_channels=3, batch=2)
 
 
-@pytest.fixture(scope="module")
-def k(kernels):
-    return kernels(SPEC, "float32")
+@pytest.fixture(scope="module", params=["checked in C", "Python only"])
+def k(kernels, request):
+    # Every test runs on both paths: the C fast path (which hands what it does not take to Python) and the
+    # Python methods alone, as they run when the checked-call extension cannot be built.
+    compiled = kernels(SPEC, "float32")
+    return compiled if request.param == "checked in C" else replace(compiled, checked=None)
 
 
 @pytest.fixture
@@ -185,3 +191,56 @@ def test_bind_checks_its_arguments_once(k, args):
         k.bind("backward", x, out=y)
     with pytest.raises(TypeError, match="^grad_input: argument 'dy' must be a numpy.ndarray, got NoneType"):
         k.bind("grad_input", None, w, out=np.empty(SPEC.input_shape, np.float32))  # only forward's b may be None
+
+
+def test_the_common_case_runs_in_c_with_the_meaning_of_the_python_method(kernels, args):
+    k = kernels(SPEC, "float32")
+    assert type(k.forward).__name__ == "CheckedCall" and k.forward.__name__ == "forward"
+    python = replace(k, checked=None)
+    assert type(python.forward).__name__ == "function"
+    x, w, b, dy = args["x"], args["w"], args["b"], args["dy"]
+    y = np.empty(SPEC.output_shape, np.float32)
+    expected = python.forward(x, w, b)
+    for call in (lambda: k.forward(x, w, b, y), lambda: k.forward(x, w, b, out=y),
+                 lambda: k.forward(out=y, b=b, w=w, x=x), lambda: k.forward(x, w=w, b=b, out=y)):
+        y[...] = np.nan
+        assert call() is y
+        np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(k.forward(x, w), python.forward(x, w))  # no bias: the zeros
+    np.testing.assert_array_equal(k.forward(x, w, None, out=y), python.forward(x, w))
+    fresh = k.forward(x, w, b)
+    assert fresh.dtype == np.float32 and fresh.shape == SPEC.output_shape and fresh.flags.owndata
+    assert fresh is not k.forward(x, w, b)
+    for family, arrays in (("grad_input", (dy, w)), ("grad_weight", (x, dy)), ("grad_bias", (dy,))):
+        np.testing.assert_array_equal(getattr(k, family)(*arrays), getattr(python, family)(*arrays))
+    np.testing.assert_array_equal(k.grad_weight(dy=dy, x=x), python.grad_weight(x, dy))
+
+
+def test_calls_the_c_path_does_not_take_go_to_python_unchanged(kernels, args):
+    k = kernels(SPEC, "float32")
+    x, w, b = args["x"], args["w"], args["b"]
+
+    class Tagged(np.ndarray):
+        pass
+
+    np.testing.assert_array_equal(k.forward(x.view(Tagged), w, b), k.forward(x, w, b))
+    same = np.dtype(np.float32).newbyteorder("=")  # equal to the layer's dtype, maybe not the same object
+    np.testing.assert_array_equal(k.forward(x.astype(same), w, b), k.forward(x, w, b))
+    for call, message in ((lambda: k.forward(x, w, b, None, None), "takes from 2 to 4 positional arguments"),
+                          (lambda: k.forward(x, w, bias=b), "unexpected keyword argument 'bias'"),
+                          (lambda: k.forward(x, w, x=x), "multiple values for argument 'x'"),
+                          (lambda: k.grad_input(args["dy"]), "missing 1 required positional argument: 'w'")):
+        with pytest.raises(TypeError, match=re.escape(message)):
+            call()
+
+
+def test_checked_calls_keep_no_references(kernels, args):
+    k = kernels(SPEC, "float32")
+    x, w, b = args["x"], args["w"], args["b"]
+    y = np.empty(SPEC.output_shape, np.float32)
+    before = [sys.getrefcount(a) for a in (x, w, b, y)]
+    for _ in range(1000):
+        k.forward(x, w, b, out=y)
+        k.forward(x, w)
+    assert [sys.getrefcount(a) for a in (x, w, b, y)] == before
+    assert sys.getrefcount(k.forward(x, w, b)) == sys.getrefcount(np.empty(3))  # the caller's reference only
