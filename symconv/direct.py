@@ -26,7 +26,7 @@ from math import gcd
 from .spec import ConvSpec
 
 __all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases",
-           "live_outputs"]
+           "live_outputs", "nhwc_run", "grad_weight_nhwc"]
 
 
 def live_outputs(size: int, out: int, taps: int, stride: int, pad: int,
@@ -196,3 +196,23 @@ def direct_passes(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
     (['forward', 'grad_input'], 5)
     """
     return (forward_geometry(spec), *grad_input_phases(spec))
+
+
+def nhwc_run(spec: ConvSpec) -> int:
+    """Entries of the channels-last image that one output pixel reads contiguously through a kernel row: the
+    whole row of taps (s, c) when the columns are not dilated, else the channels of one tap.
+
+    >>> nhwc_run(ConvSpec((56, 56), (3, 3), padding=1, in_channels=64)), nhwc_run(ConvSpec((9, 9), (3, 3), dilation=2))
+    (192, 1)
+    """
+    return spec.in_channels * (spec.kernel_size[1] if spec.dilation[1] == 1 else 1)
+
+
+def grad_weight_nhwc(spec: ConvSpec) -> bool:
+    """Whether the weight gradient runs on channels-last images (vectors along the taps and channels a pixel
+    reads, ``direct_grad_weight_nhwc.c.j2``) rather than along wide pixels: when those runs fill vectors.
+
+    >>> grad_weight_nhwc(ConvSpec((56, 56), (3, 3), padding=1, in_channels=64)), grad_weight_nhwc(ConvSpec((28, 28), (5, 5)))
+    (True, False)
+    """
+    return nhwc_run(spec) >= 16

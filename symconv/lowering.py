@@ -18,7 +18,7 @@ from typing import Final, Literal, Mapping, Optional
 import sympy as sp
 
 from .derive import Derivation, derive
-from .direct import DirectGeometry, direct_passes, live_outputs
+from .direct import DirectGeometry, direct_passes, grad_weight_nhwc, live_outputs
 from .spec import ConvSpec
 from .symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
 
@@ -126,6 +126,8 @@ class KernelPlan:
     direct: tuple[DirectGeometry, ...] = ()
     # an extra kernel ``forward_relu``: max(forward, 0) in one call (``direct``: the ReLU on the accumulators)
     fuse_relu: bool = False
+    # ``direct``: the weight gradient on channels-last images (``direct.grad_weight_nhwc``), else along wide pixels
+    grad_weight_nhwc: bool = False
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
@@ -291,4 +293,5 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
         kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", signatures(spec)["forward"]),)
     rows, cols = tap_ranges(spec)
     direct = direct_passes(spec) if chosen == "direct" else ()
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, arrays)
+    nhwc = chosen == "direct" and grad_weight_nhwc(spec)
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, arrays)

@@ -34,7 +34,7 @@ def _templates_dir() -> Path:
 TEMPLATES_DIR: Final[Path] = _templates_dir()
 """The one place templates are resolved from."""
 
-TEMPLATE_VERSION: Final = 6
+TEMPLATE_VERSION: Final = 7
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -159,6 +159,7 @@ def render(plan: KernelPlan) -> Sources:
         "guard": f"SYMCONV_{plan.prefix.upper()}_H",
         "gemm_passes": plan.gemm_passes,
         "direct": {g.name: g for g in plan.direct},
+        "grad_weight_nhwc": plan.grad_weight_nhwc,
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
         "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],

@@ -248,6 +248,37 @@ def test_direct_tiles_match_the_reference(kernels, spec, dtype):
                                **close)
 
 
+# The channels-last weight gradient (direct.grad_weight_nhwc): output channels that the register tile does not
+# divide, runs of taps and channels that the vectors do not divide, stride 2, padding, dilation (dilated columns:
+# one run per tap), a row that no tap reaches, batches split unevenly over 2 threads; images wider and narrower
+# than a vector, with more and fewer channels, so that both parts of the packing (vector transposes, the rest) run.
+NHWC = [
+    ConvSpec((19, 21), (3, 3), padding=1, in_channels=20, out_channels=13, batch=3),
+    ConvSpec((17, 18), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=17, out_channels=9,
+             batch=3),
+    ConvSpec((20, 23), (3, 3), stride=2, padding=2, dilation=2, in_channels=24, out_channels=11, batch=3),
+    ConvSpec((9, 10), (2, 3), stride=(1, 2), padding=(0, 1), in_channels=6, out_channels=7, batch=12, flip=True),
+    ConvSpec((16, 17), (3, 3), stride=2, in_channels=16, out_channels=32, batch=3),
+]
+
+
+@pytest.mark.parametrize("spec", NHWC, ids=lambda s: s.describe())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("arch", ["native", "portable"])
+def test_channels_last_weight_gradient_matches_the_reference(kernel_cache, spec, dtype, arch):
+    from conftest import STRICT_CFLAGS
+    from symconv import compile_conv
+    from symconv.lowering import lower
+
+    assert lower(spec, dtype, "direct").grad_weight_nhwc and multiply_adds(spec) > 100_000
+    k = compile_conv(spec, dtype, "direct", cflags=STRICT_CFLAGS, arch=arch)
+    a = random_args(spec, dtype, seed=6)
+    reference = conv2d_grad_weight(spec, a["x"].astype(np.float64), a["dy"].astype(np.float64))
+    close = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-4)
+    for threads in (1, 2):
+        np.testing.assert_allclose(k.with_threads(threads).grad_weight(a["x"], a["dy"]), reference, **close)
+
+
 @pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("strategy", ["gemm", "direct"])
