@@ -293,5 +293,5 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
         kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", signatures(spec)["forward"]),)
     rows, cols = tap_ranges(spec)
     direct = direct_passes(spec) if chosen == "direct" else ()
-    nhwc = chosen == "direct" and grad_weight_nhwc(spec)
+    nhwc = chosen == "direct" and grad_weight_nhwc(spec, dtype)
     return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, arrays)

@@ -254,10 +254,10 @@ def test_direct_tiles_match_the_reference(kernels, spec, dtype):
 # than a vector, with more and fewer channels, so that both parts of the packing (vector transposes, the rest) run.
 NHWC = [
     ConvSpec((19, 21), (3, 3), padding=1, in_channels=20, out_channels=13, batch=3),
-    ConvSpec((17, 18), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=17, out_channels=9,
+    ConvSpec((17, 18), (3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2), in_channels=12, out_channels=9,
              batch=3),
     ConvSpec((20, 23), (3, 3), stride=2, padding=2, dilation=2, in_channels=24, out_channels=11, batch=3),
-    ConvSpec((9, 10), (2, 3), stride=(1, 2), padding=(0, 1), in_channels=6, out_channels=7, batch=12, flip=True),
+    ConvSpec((9, 10), (2, 3), stride=(1, 2), padding=(0, 1), in_channels=4, out_channels=7, batch=16, flip=True),
     ConvSpec((16, 17), (3, 3), stride=2, in_channels=16, out_channels=32, batch=3),
 ]
 
