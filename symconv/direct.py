@@ -26,7 +26,7 @@ from math import gcd
 from .spec import ConvSpec
 
 __all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases",
-           "live_outputs", "nhwc_run", "grad_weight_nhwc"]
+           "live_outputs", "nhwc_run", "grad_weight_nhwc", "grad_input_nhwc"]
 
 
 def live_outputs(size: int, out: int, taps: int, stride: int, pad: int,
@@ -224,3 +224,17 @@ def grad_weight_nhwc(spec: ConvSpec, dtype: str) -> bool:
     lanes = {"float32": 16, "float64": 8}[dtype]
     run = nhwc_run(spec)
     return run >= 0.7 * lanes * -(-run // lanes)
+
+
+def grad_input_nhwc(spec: ConvSpec, dtype: str) -> bool:
+    """Whether the input gradient runs on channels-last dy (vectors along its channels,
+    ``direct_grad_input_nhwc.c.j2``) rather than along wide pixels: at stride 1, for few input channels.
+
+    >>> grad_input_nhwc(ConvSpec((28, 28), (5, 5), in_channels=1, out_channels=8), "float64")
+    True
+    """
+    if spec.stride != (1, 1):
+        return False
+    lanes = {"float32": 16, "float64": 8}[dtype]
+    k = spec.out_channels
+    return spec.in_channels <= 3 and k >= 0.7 * lanes * -(-k // lanes)

@@ -18,7 +18,7 @@ from typing import Final, Literal, Mapping, Optional
 import sympy as sp
 
 from .derive import Derivation, derive
-from .direct import DirectGeometry, direct_passes, grad_weight_nhwc, live_outputs
+from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
 from .spec import ConvSpec
 from .symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
 
@@ -128,6 +128,9 @@ class KernelPlan:
     fuse_relu: bool = False
     # ``direct``: the weight gradient on channels-last images (``direct.grad_weight_nhwc``), else along wide pixels
     grad_weight_nhwc: bool = False
+    # ``direct`` at stride 1: the input gradient's geometry when it runs on channels-last dy
+    # (``direct.grad_input_nhwc``; ``direct`` then leaves it out), else None: along wide pixels
+    grad_input_nhwc: Optional[DirectGeometry] = None
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
@@ -294,4 +297,7 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     rows, cols = tap_ranges(spec)
     direct = direct_passes(spec) if chosen == "direct" else ()
     nhwc = chosen == "direct" and grad_weight_nhwc(spec, dtype)
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, arrays)
+    nhwc_input = None
+    if chosen == "direct" and grad_input_nhwc(spec, dtype):
+        nhwc_input, direct = direct[-1], direct[:-1]
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input, arrays)

@@ -160,6 +160,7 @@ def render(plan: KernelPlan) -> Sources:
         "gemm_passes": plan.gemm_passes,
         "direct": {g.name: g for g in plan.direct},
         "grad_weight_nhwc": plan.grad_weight_nhwc,
+        "grad_input_nhwc": plan.grad_input_nhwc,
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
         "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
