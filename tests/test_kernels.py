@@ -279,6 +279,37 @@ def test_channels_last_weight_gradient_matches_the_reference(kernel_cache, spec,
         np.testing.assert_allclose(k.with_threads(threads).grad_weight(a["x"], a["dy"]), reference, **close)
 
 
+# The channels-last input gradient (direct.grad_input_nhwc): channel counts that the vectors do not divide (padded
+# with zero channels), 1 to 3 dx channels, padding, dilated rows and columns, a rotated kernel wider than tall and
+# taller than wide; dx rows narrower than a tile (only the last tile), of two tiles and of a middle one too;
+# batches split unevenly over 2 threads. float32 takes this kernel for single-channel dx only.
+NHWC_INPUT = [
+    ConvSpec((13, 11), (3, 5), padding=(1, 2), dilation=(2, 1), in_channels=1, out_channels=14, batch=5, flip=True),
+    ConvSpec((9, 20), (5, 5), padding=(0, 3), dilation=(1, 2), in_channels=1, out_channels=12, batch=5),
+    ConvSpec((9, 9), (7, 5), padding=(3, 1), in_channels=1, out_channels=7, batch=9),
+    ConvSpec((10, 7), (5, 5), padding=2, in_channels=2, out_channels=16, batch=5),
+    ConvSpec((12, 30), (5, 6), in_channels=3, out_channels=8, batch=3),
+]
+NHWC_INPUT_CASES = [(spec, dtype) for spec in NHWC_INPUT for dtype in ("float32", "float64")
+                    if dtype == "float64" or spec.in_channels == 1 and spec.out_channels >= 12]
+
+
+@pytest.mark.parametrize("spec, dtype", NHWC_INPUT_CASES, ids=lambda v: v if isinstance(v, str) else v.describe())
+@pytest.mark.parametrize("arch", ["native", "portable"])
+def test_channels_last_input_gradient_matches_the_reference(kernel_cache, spec, dtype, arch):
+    from conftest import STRICT_CFLAGS
+    from symconv import compile_conv
+    from symconv.lowering import lower
+
+    assert lower(spec, dtype, "direct").grad_input_nhwc and multiply_adds(spec) > 100_000
+    k = compile_conv(spec, dtype, "direct", cflags=STRICT_CFLAGS, arch=arch)
+    a = random_args(spec, dtype, seed=7)
+    reference = conv2d_grad_input(spec, a["dy"].astype(np.float64), a["w"].astype(np.float64))
+    close = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-4)
+    for threads in (1, 2):
+        np.testing.assert_allclose(k.with_threads(threads).grad_input(a["dy"], a["w"]), reference, **close)
+
+
 @pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("strategy", ["gemm", "direct"])
