@@ -34,7 +34,7 @@ def _templates_dir() -> Path:
 TEMPLATES_DIR: Final[Path] = _templates_dir()
 """The one place templates are resolved from."""
 
-TEMPLATE_VERSION: Final = 7
+TEMPLATE_VERSION: Final = 8
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
