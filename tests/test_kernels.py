@@ -262,23 +262,6 @@ NHWC = [
 ]
 
 
-@pytest.mark.parametrize("spec", NHWC, ids=lambda s: s.describe())
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("arch", ["native", "portable"])
-def test_channels_last_weight_gradient_matches_the_reference(kernel_cache, spec, dtype, arch):
-    from conftest import STRICT_CFLAGS
-    from symconv import compile_conv
-    from symconv.lowering import lower
-
-    assert lower(spec, dtype, "direct").grad_weight_nhwc and multiply_adds(spec) > 100_000
-    k = compile_conv(spec, dtype, "direct", cflags=STRICT_CFLAGS, arch=arch)
-    a = random_args(spec, dtype, seed=6)
-    reference = conv2d_grad_weight(spec, a["x"].astype(np.float64), a["dy"].astype(np.float64))
-    close = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-4)
-    for threads in (1, 2):
-        np.testing.assert_allclose(k.with_threads(threads).grad_weight(a["x"], a["dy"]), reference, **close)
-
-
 # The channels-last input gradient (direct.grad_input_nhwc): channel counts that the vectors do not divide (padded
 # with zero channels), 1 to 3 dx channels, padding, dilated rows and columns, a rotated kernel wider than tall and
 # taller than wide; dx rows narrower than a tile (only the last tile), of two tiles and of a middle one too;
@@ -294,20 +277,28 @@ NHWC_INPUT_CASES = [(spec, dtype) for spec in NHWC_INPUT for dtype in ("float32"
                     if dtype == "float64" or spec.in_channels == 1 and spec.out_channels >= 12]
 
 
-@pytest.mark.parametrize("spec, dtype", NHWC_INPUT_CASES, ids=lambda v: v if isinstance(v, str) else v.describe())
+CHANNELS_LAST = ([("grad_weight", spec, dtype) for spec in NHWC for dtype in ("float32", "float64")]
+                 + [("grad_input", spec, dtype) for spec, dtype in NHWC_INPUT_CASES])
+PASS_INPUTS = {"grad_weight": (("x", "dy"), conv2d_grad_weight), "grad_input": (("dy", "w"), conv2d_grad_input)}
+
+
+@pytest.mark.parametrize("family, spec, dtype", CHANNELS_LAST,
+                         ids=lambda v: v if isinstance(v, str) else v.describe())
 @pytest.mark.parametrize("arch", ["native", "portable"])
-def test_channels_last_input_gradient_matches_the_reference(kernel_cache, spec, dtype, arch):
+def test_channels_last_kernels_match_the_reference(kernel_cache, family, spec, dtype, arch):
     from conftest import STRICT_CFLAGS
     from symconv import compile_conv
     from symconv.lowering import lower
 
-    assert lower(spec, dtype, "direct").grad_input_nhwc and multiply_adds(spec) > 100_000
+    assert getattr(lower(spec, dtype, "direct"), f"{family}_nhwc") and multiply_adds(spec) > 100_000
     k = compile_conv(spec, dtype, "direct", cflags=STRICT_CFLAGS, arch=arch)
-    a = random_args(spec, dtype, seed=7)
-    reference = conv2d_grad_input(spec, a["dy"].astype(np.float64), a["w"].astype(np.float64))
+    a = random_args(spec, dtype, seed=6)
+    names, reference = PASS_INPUTS[family]
+    expected = reference(spec, *(a[name].astype(np.float64) for name in names))
     close = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-4)
     for threads in (1, 2):
-        np.testing.assert_allclose(k.with_threads(threads).grad_input(a["dy"], a["w"]), reference, **close)
+        np.testing.assert_allclose(getattr(k.with_threads(threads), family)(*(a[name] for name in names)), expected,
+                                   **close)
 
 
 @pytest.mark.parametrize("spec", THREADED, ids=lambda s: s.describe())
