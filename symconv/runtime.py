@@ -36,7 +36,9 @@ def default_threads() -> int:
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
 
+
 Checked = Callable[[tuple[Any, ...], Optional[np.ndarray]], np.ndarray]
+"""A kernel behind its Python checks: (input arrays, out or None) -> out."""
 
 
 def _pointers(where: str, ops: tuple[Operand, ...], arrays: tuple[Any, ...], out: Optional[np.ndarray],
