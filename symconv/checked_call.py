@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .build import DEFAULT_CFLAGS, BuildJob, CompilerError, build, environment_key, load_indexed
-from .render import TEMPLATES_DIR, environment
+from .render import TEMPLATES_DIR, keyed
 
 __all__ = ["checked_call_module", "checked_call"]
 
@@ -43,9 +43,7 @@ def checked_call_module(cache: os.PathLike[str] | str) -> Optional[ModuleType]:
     module = load_indexed(Path(cache), key)
     if module is not None:
         return module
-    text = environment().get_template(_TEMPLATE).render(
-        version=__version__, template=_TEMPLATE, key="-", description=f"checked kernel calls; NumPy {np.__version__}")
-    text = text.replace("key -;", "key " + hashlib.sha256(text.encode()).hexdigest()[:16] + ";")
+    text = keyed(_TEMPLATE, f"checked kernel calls; NumPy {np.__version__}")
     job = BuildJob(text, None, DEFAULT_CFLAGS, generator, include_dirs=(np.get_include(),))
     try:
         return build(job, Path(cache), key)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .lowering import CTYPES, Param
 
-__all__ = ["Operand", "check_apart", "CONTIGUOUS_ALIGNED", "WRITABLE_OUT"]
+__all__ = ["Operand", "check_apart"]
 
 _AXES = {"x": "N, C, H, W", "w": "K, C, R, S", "b": "K", "y": "N, K, Ho, Wo", "dy": "N, K, Ho, Wo",
          "dx": "N, C, H, W", "dw": "K, C, R, S", "db": "K"}

@@ -10,14 +10,13 @@ of several runs after a warm-up run: the peak is what the hardware can do, not w
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from typing import Any, Optional
 
 from .build import DEFAULT_CFLAGS, BuildJob, build, cache_root, target_flags
 from .lowering import CTYPES
-from .render import environment
+from .render import keyed
 
 __all__ = ["peak_gflops"]
 
@@ -28,10 +27,7 @@ def _module(dtype: str, arch: str, cache_dir: Optional[os.PathLike[str] | str]) 
     from . import __version__
 
     ctype = CTYPES[dtype]
-    text = {kind: environment().get_template(name).render(
-        version=__version__, template=name, ctype=ctype, key="-", description=f"{dtype} peak")
-        for kind, name in _TEMPLATES.items()}
-    text["c"] = text["c"].replace("key -;", "key " + hashlib.sha256(text["c"].encode()).hexdigest()[:16] + ";")
+    text = {kind: keyed(name, f"{dtype} peak", ctype=ctype) for kind, name in _TEMPLATES.items()}
     cflags, ldflags = target_flags(DEFAULT_CFLAGS, arch)
     job = BuildJob(text["c"], text["cdef"], cflags, f"symconv {__version__}; peak", ldflags)
     return build(job, cache_root(cache_dir)), ctype

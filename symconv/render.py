@@ -21,6 +21,7 @@ from .spec import ConvSpec
 
 __all__ = [
     "TEMPLATES_DIR", "TEMPLATE_VERSION", "MODULE_TEMPLATES", "Sources", "environment", "generation_key", "render",
+    "keyed",
 ]
 
 
@@ -85,6 +86,20 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # C, not HTML
     )
+
+
+def keyed(template: str, description: str, **context: Any) -> str:
+    """A standalone C template (no layer behind it: the peak benchmark, the checked calls) rendered with its
+    banner, whose key is a hash of the text itself.
+
+    >>> keyed("banner.c.j2", "a test").split("; ")[1][:4]
+    'key '
+    """
+    from . import __version__
+
+    text = environment().get_template(template).render(
+        version=__version__, template=template, key="-", description=description, **context)
+    return text.replace("key -;", "key " + hashlib.sha256(text.encode()).hexdigest()[:16] + ";", 1)
 
 
 def generation_key(spec: ConvSpec, dtype: str, strategy: str, fuse_relu: bool = False) -> str:

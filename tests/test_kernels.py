@@ -105,6 +105,14 @@ def test_taylor_remainder_shrinks_quadratically(case, wrt):
         assert 3.5 < bigger / smaller < 4.5, remainders
 
 
+def symbol_values(d, a: dict[str, np.ndarray]) -> dict[sp.Symbol, float]:
+    """Every symbol of the derivation ``d`` (x, w, b, dy) -> its value in the arrays ``a``."""
+    values = {}
+    for name, array in (("x", d.input), ("w", d.weight), ("b", d.bias), ("dy", d.grad_output)):
+        values.update(zip(array.reshape(len(array)), a[name].ravel().tolist()))
+    return values
+
+
 def evaluate(array: sp.Array, values: dict[sp.Symbol, float]) -> np.ndarray:
     flat = [float(e.xreplace(values)) for e in array.reshape(len(array))]
     return np.array(flat).reshape(array.shape)
@@ -115,9 +123,7 @@ def evaluate(array: sp.Array, values: dict[sp.Symbol, float]) -> np.ndarray:
 def test_matches_the_symbolic_derivation(kernels, spec, strategy):
     d = derive(spec)
     a = random_args(spec, seed=11)
-    values = {}
-    for name, array in (("x", d.input), ("w", d.weight), ("b", d.bias), ("dy", d.grad_output)):
-        values.update(zip(array.reshape(len(array)), a[name].ravel().tolist()))
+    values = symbol_values(d, a)
     k = kernels(spec, "float64", strategy)
     close = dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(k.forward(a["x"], a["w"], a["b"]), evaluate(d.output, values), **close)
@@ -400,9 +406,7 @@ def test_forward_relu_matches_the_relu_of_the_reference(kernel_cache, spec, stra
 def test_forward_relu_matches_the_symbolic_derivation(kernel_cache, spec, strategy):
     d = derive(spec)
     a = random_args(spec, seed=12)
-    values = {}
-    for name, array in (("x", d.input), ("w", d.weight), ("b", d.bias)):
-        values.update(zip(array.reshape(len(array)), a[name].ravel().tolist()))
+    values = symbol_values(d, a)
     expected = np.maximum(evaluate(d.output, values), 0)
     np.testing.assert_allclose(fused(spec, "float64", strategy).forward_relu(a["x"], a["w"], a["b"]), expected,
                                rtol=1e-12, atol=1e-12)
