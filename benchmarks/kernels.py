@@ -4,7 +4,7 @@
     python benchmarks/kernels.py --quick         # under a minute
     python benchmarks/kernels.py --float64 --threads 1 --only textbook,resnet
 
-The same table as ``symconv bench``; see ``symconv.benchmark.kernel_rows`` for how it is measured.
+The same table as ``symconv bench``; see ``symconv.tuning.benchmark.kernel_rows`` for how it is measured.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from symconv.benchmark import add_kernel_flags, run_kernel_benchmark
+from symconv.tuning.benchmark import add_kernel_flags, run_kernel_benchmark
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,19 +1,19 @@
 """symconv: derive, prove, print and generate the backward pass of convolution layers, for any shape."""
 
-from .codegen import compile_conv
-from .autotune import Tuning, tune
-from . import forms
-from .derive import Derivation, derive
-from .latex import latex
-from .latex_document import latex_document
-from .layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
-from .losses import CrossEntropyLoss, MSELoss
-from .network import Network
-from .prove import Proof, ProofReport, check, prove
-from .runtime import ConvKernels
-from .spec import ConvSpec
+from .pipeline import compile_conv
+from .tuning.autotune import Tuning, tune
+from .symbolic import forms
+from .symbolic.derive import Derivation, derive
+from .printing.latex import latex
+from .printing.document import latex_document
+from .symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .symbolic.losses import CrossEntropyLoss, MSELoss
+from .symbolic.network import Network
+from .proofs.conv import Proof, ProofReport, check, prove
+from .runtime.kernels import ConvKernels
+from .symbolic.spec import ConvSpec
+from .version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ConvSpec",

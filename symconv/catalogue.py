@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Sequence
 
-from .codegen import write_sources
-from .lowering import choose_strategy, kernel_prefix
-from .render import environment
-from .spec import ConvSpec
+from .pipeline import write_sources
+from .codegen.lowering import choose_strategy, kernel_prefix
+from .codegen.render import environment
+from .symbolic.spec import ConvSpec
 
 __all__ = ["Entry", "CATALOGUE", "DTYPE", "README_TEMPLATE", "readme", "write_catalogue", "main"]
 
@@ -58,7 +58,7 @@ def readme() -> str:
     >>> readme().splitlines()[1]
     '# Generated kernels'
     """
-    from . import __version__
+    from .version import __version__
 
     return environment().get_template(README_TEMPLATE).render(
         version=__version__, template=README_TEMPLATE, dtype=DTYPE, entries=CATALOGUE

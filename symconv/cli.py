@@ -9,11 +9,11 @@ import argparse
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from .derive import derive
-from .prove import prove
-from .spec import ConvSpec
-from .benchmark import add_kernel_flags
-from .text import derivation_text
+from .symbolic.derive import derive
+from .proofs.conv import prove
+from .symbolic.spec import ConvSpec
+from .tuning.benchmark import add_kernel_flags
+from .printing.text import derivation_text
 from .train import add_train_flags
 
 __all__ = ["main", "parse_pair", "spec_from_args"]
@@ -107,7 +107,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmark import run_kernel_benchmark, symbolic_table
+    from .tuning.benchmark import run_kernel_benchmark, symbolic_table
 
     print(symbolic_table(quick=args.quick) if args.symbolic else run_kernel_benchmark(args))
     return 0
@@ -123,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .codegen import write_sources  # imported on use: jinja2 and the printer are not needed elsewhere
+    from .pipeline import write_sources  # imported on use: jinja2 and the printer are not needed elsewhere
 
     for path in write_sources(spec_from_args(args), args.dtype, args.output, args.strategy):
         print(path)
@@ -131,8 +131,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_latex(args: argparse.Namespace) -> int:
-    from .latex import latex  # imported on use, like generate: the document needs the Jinja environment
-    from .latex_document import latex_document
+    from .printing.latex import latex  # imported on use, like generate: the document needs the Jinja environment
+    from .printing.document import latex_document
 
     d = derive(spec_from_args(args), _index_base(args))
     try:

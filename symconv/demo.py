@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .codegen import compile_conv
-from .derive import Derivation
-from .symbols import GRAD_PREFIX, positions
+from .pipeline import compile_conv
+from .symbolic.derive import Derivation
+from .symbolic.symbols import GRAD_PREFIX, positions
 
 __all__ = ["numeric_comparison"]
 

@@ -16,9 +16,9 @@ from typing import Callable, Optional, Sequence, TextIO
 
 import numpy as np
 
-from .layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
-from .losses import CrossEntropyLoss
-from .network import Network
+from .symbolic.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from .symbolic.losses import CrossEntropyLoss
+from .symbolic.network import Network
 
 __all__ = ["MissingExtra", "TrainConfig", "TrainResult", "Split", "load_digits_split", "lenet_digits", "train",
            "progress_printer", "add_train_flags", "run_from_args"]
@@ -142,7 +142,7 @@ def train(config: TrainConfig = TrainConfig(), progress: Optional[Progress] = No
 
     ``compile_options`` go to ``compile_network`` (``cflags``, ``cache_dir``, ...).
     """
-    from .compiled_network import compile_network  # imported on use: it compiles C
+    from .runtime.network import compile_network  # imported on use: it compiles C
 
     data = load_digits_split(config.test_fraction, config.seed, config.dtype) if split is None else split
     options = {"threads": config.threads, **compile_options}

@@ -8,7 +8,7 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from symconv import ConvKernels, ConvSpec, compile_conv
-from symconv.build import CACHE_ENV
+from symconv.build.cache import CACHE_ENV
 
 # As pystencils does in its tests: any warning in the generated C fails loudly.
 STRICT_CFLAGS = ("-O3", "-Wall", "-Wextra", "-Werror")

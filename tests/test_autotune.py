@@ -15,10 +15,11 @@ import pytest
 
 from conftest import STRICT_CFLAGS
 from symconv import ConvSpec, Tuning, compile_conv, tune
-from symconv import autotune, benchmark, codegen
-from symconv.autotune import TuningError
-from symconv.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
-from symconv.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from symconv import pipeline as codegen
+from symconv.tuning import autotune, benchmark
+from symconv.tuning.autotune import TuningError
+from symconv.codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
+from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 
 LAYER = ConvSpec((8, 8), (3, 3), padding=1, in_channels=2, out_channels=4, batch=2)  # above UNROLL_LIMIT
 SMALL = ConvSpec((5, 5), (3, 3), padding=1, in_channels=2, out_channels=2)  # at most UNROLL_LIMIT: 4 candidates

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from symconv import ConvSpec, compile_conv
-from symconv.build import CACHE_ENV, BuildJob, CompilerError, build, cache_root, environment_key
-from symconv.reference import conv2d_forward
+from symconv.build.cache import CACHE_ENV, BuildJob, CompilerError, build, cache_root, environment_key
+from symconv.symbolic.reference import conv2d_forward
 
 from conftest import STRICT_CFLAGS
 
@@ -28,8 +28,8 @@ SCRIPT = textwrap.dedent(
     f"""
     import json, sys, time
     import numpy as np
-    import symconv.checked_call as checked_call
-    import symconv.codegen as codegen
+    import symconv.runtime.checked_call as checked_call
+    import symconv.pipeline as codegen
     from symconv import ConvSpec, compile_conv
     if sys.argv[1] == "cached-only":
         def refuse(*args, **kwargs):
@@ -183,7 +183,7 @@ def test_same_arguments_return_the_same_kernels_object(kernels):
 
 
 def test_native_flags_key_on_the_host_cpu():
-    from symconv.build import flags_key, host_fingerprint, target_flags
+    from symconv.build.cache import flags_key, host_fingerprint, target_flags
 
     cflags, ldflags = target_flags(("-O3",), "native")
     assert "-march=native" in cflags and "-fopenmp" in cflags and ldflags == ("-fopenmp",)
@@ -215,7 +215,7 @@ def test_a_cpython_extension_job_builds_without_cffi(tmp_path):
 
 
 def test_checked_calls_fall_back_to_python_with_a_warning_when_they_cannot_be_built(monkeypatch, tmp_path):
-    from symconv.checked_call import checked_call_module
+    from symconv.runtime.checked_call import checked_call_module
 
     monkeypatch.setenv("CC", "/nonexistent/cc")
     with pytest.warns(RuntimeWarning, match="checked kernel calls run in Python, a few µs slower per call"):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import STRICT_CFLAGS
-from symconv.compiled_network import CompiledNetwork, compile_network
-from symconv.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
-from symconv.losses import CrossEntropyLoss, MSELoss
-from symconv.network import Network
+from symconv.runtime.network import CompiledNetwork, compile_network
+from symconv.symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from symconv.symbolic.losses import CrossEntropyLoss, MSELoss
+from symconv.symbolic.network import Network
 
 
 def small_cnn(loss: Any, batch: int = 8) -> Network:

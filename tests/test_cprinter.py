@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sympy as sp
 
-from symconv.cprinter import ConvCPrinter, ccode
-from symconv.lowering import ArrayEntry
+from symconv.codegen.cprinter import ConvCPrinter, ccode
+from symconv.codegen.lowering import ArrayEntry
 
 X, F, B, G = sp.symbols("X_{12} F_{11} b dE/dO_{11}", real=True)
 ARRAYS = {

@@ -2,7 +2,7 @@ import pytest
 import sympy as sp
 
 from symconv import ConvSpec, derive
-from symconv.symbols import entries, positions
+from symconv.symbolic.symbols import entries, positions
 
 TEXTBOOK = ConvSpec((3, 3), (2, 2))
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from symconv import ConvSpec, derive
-from symconv.codegen import FLOAT32_UNIT_ROUNDOFF
-from symconv.lowering import UNROLL_LIMIT, multiply_adds
-from symconv.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from symconv.pipeline import FLOAT32_UNIT_ROUNDOFF
+from symconv.codegen.lowering import UNROLL_LIMIT, multiply_adds
+from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 
 GRID = [
     ConvSpec((3, 3), (2, 2)),
@@ -294,7 +294,7 @@ PASS_INPUTS = {"grad_weight": (("x", "dy"), conv2d_grad_weight), "grad_input": (
 def test_channels_last_kernels_match_the_reference(kernel_cache, family, spec, dtype, arch):
     from conftest import STRICT_CFLAGS
     from symconv import compile_conv
-    from symconv.lowering import lower
+    from symconv.codegen.lowering import lower
 
     assert getattr(lower(spec, dtype, "direct"), f"{family}_nhwc") and multiply_adds(spec) > 100_000
     k = compile_conv(spec, dtype, "direct", cflags=STRICT_CFLAGS, arch=arch)

@@ -15,11 +15,11 @@ import sympy as sp
 
 from symconv import ConvSpec, check, derive, forms, latex, latex_document, prove
 from symconv.cli import main
-from symconv.derive import Derivation
-from symconv.latex_equations import closed_form, derivation_sections
-from symconv.latex_printer import VDOTS_ROW, LatexOptions
-from symconv.prove import ProofReport
-from symconv.symbols import GRAD_PREFIX, positions, to_numpy
+from symconv.symbolic.derive import Derivation
+from symconv.printing.equations import closed_form, derivation_sections
+from symconv.printing.latex_printer import VDOTS_ROW, LatexOptions
+from symconv.proofs.conv import ProofReport
+from symconv.symbolic.symbols import GRAD_PREFIX, positions, to_numpy
 
 TEXTBOOK = ConvSpec((3, 3), (2, 2))
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import STRICT_CFLAGS
-from symconv import layer_reference as ref
-from symconv.layer_codegen import compile_layers, render_layers
-from symconv.layer_lowering import AvgPoolOp, CrossEntropyOp, DenseOp, LayerOp, MaxPoolOp, MSEOp, ReLUOp, lower_layer
+from symconv.symbolic import layer_reference as ref
+from symconv.codegen.layer_render import compile_layers, render_layers
+from symconv.codegen.layer_lowering import AvgPoolOp, CrossEntropyOp, DenseOp, LayerOp, MaxPoolOp, MSEOp, ReLUOp, lower_layer
 
 RELU = [ReLUOp((1, 1, 1, 1)), ReLUOp((2, 3, 5, 7)), ReLUOp((4, 10))]
 POOLS = [  # (input shape, kernel, stride, padding): plain, padded, rectangular, overlapping, gaps between windows

@@ -8,9 +8,9 @@ import pytest
 import sympy as sp
 
 from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MaxPool2d, MSELoss, ReLU
-from symconv import layer_reference as ref
-from symconv.layer_proofs import draw_rational, is_zero, prove_layer, prove_loss, reduce_difference
-from symconv.layers import ZERO, Layer, entrywise, maximum
+from symconv.symbolic import layer_reference as ref
+from symconv.proofs.layers import draw_rational, is_zero, prove_layer, prove_loss, reduce_difference
+from symconv.symbolic.layers import ZERO, Layer, entrywise, maximum
 
 LAYER_GRID = [
     (Conv2d(1, 2), (1, 1, 3, 3)),

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from symconv import ConvSpec, check, derive, forms, prove
-from symconv.symbols import to_numpy
+from symconv.symbolic.symbols import to_numpy
 
 GRID = [
     ConvSpec((3, 3), (2, 2)),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from symconv import ConvSpec
-from symconv.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 
 SPECS = [
     ConvSpec((3, 3), (2, 2)),

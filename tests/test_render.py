@@ -17,9 +17,9 @@ import pytest
 from symconv import ConvSpec
 from symconv.catalogue import CATALOGUE, DTYPE, readme, write_catalogue
 from symconv.cli import main as cli_main
-from symconv.codegen import write_sources
-from symconv.lowering import lower
-from symconv.render import TEMPLATES_DIR, environment, generation_key, render
+from symconv.pipeline import write_sources
+from symconv.codegen.lowering import lower
+from symconv.codegen.render import TEMPLATES_DIR, environment, generation_key, render
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = REPO / "generated"
@@ -176,7 +176,7 @@ def test_cli_generate_options(tmp_path, capsys):
 
 
 def test_strategy_threshold_and_forcing():
-    from symconv.lowering import UNROLL_LIMIT, choose_strategy, multiply_adds
+    from symconv.codegen.lowering import UNROLL_LIMIT, choose_strategy, multiply_adds
 
     at_limit, above = ConvSpec((17, 17), (2, 2)), ConvSpec((18, 17), (2, 2))
     assert multiply_adds(at_limit) == UNROLL_LIMIT < multiply_adds(above)

@@ -1,5 +1,5 @@
 """Argument checks of ConvKernels: every bad argument is rejected, by name, before any C runs; the checks
-run in C for the common case (symconv.checked_call) and in Python for every other call, with one meaning."""
+run in C for the common case (symconv.runtime.checked_call) and in Python for every other call, with one meaning."""
 
 from __future__ import annotations
 

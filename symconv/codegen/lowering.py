@@ -1,0 +1,303 @@
+"""Lowering: a ``ConvSpec``, a dtype and a strategy -> a ``KernelPlan`` describing the four C kernels.
+
+Four strategies. ``unrolled``: the derived equations themselves, one assignment per output entry after
+``sympy.cse``, for small layers. ``loops``: a fixed loop nest per kernel family (it lives in the family's
+template), driven by the layer's constants and by the tap ranges computed here. ``gemm``: each pass as a
+matrix product on packed blocks (im2col a panel at a time) with a register-blocked vector micro-kernel and
+OpenMP threads; it uses the same constants and tap ranges as ``loops``. ``direct``: the forward pass, the
+weight gradient and (at stride 1) the input gradient as direct convolutions on a zero-padded, stride-split copy
+of each image (``symconv.codegen.direct``), with the same vectors, register tiles and threads as ``gemm`` but no im2col
+panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the default for everything not small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal, Mapping, Optional
+
+import sympy as sp
+
+from ..symbolic.derive import Derivation, derive
+from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
+from ..symbolic.spec import ConvSpec
+from ..symbolic.symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
+
+__all__ = [
+    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
+    "Kernel", "TapRanges", "KernelPlan", "multiply_adds", "choose_strategy", "kernel_prefix", "signatures",
+    "tap_ranges", "lower",
+]
+
+Strategy = Literal["unrolled", "loops", "gemm", "direct"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct")
+VECTOR_STRATEGIES: Final = ("gemm", "direct")
+"""The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
+
+CTYPES: Final[Mapping[str, str]] = {"float32": "float", "float64": "double"}
+"""NumPy dtype name -> C type of every array argument."""
+
+FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
+
+UNROLL_LIMIT: Final = 1024
+"""Largest number of multiply-adds per pass that ``unrolled`` takes by default: there derive + cse + gcc
+stay under about a second, and straight-line code beats loops whose trip counts are tiny."""
+
+_INT_MAX: Final = 2**31 - 1  # the generated loops index with C int
+
+
+@dataclass(frozen=True)
+class ArrayEntry:
+    """Where a SymPy symbol lives in C: entry ``index`` of the row-major array ``array`` of ``shape``."""
+
+    array: str
+    index: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @property
+    def offset(self) -> int:
+        """The flat row-major offset, e.g. (0, 1, 2) in shape (2, 3, 4) -> 1*4 + 2 = 6.
+
+        >>> ArrayEntry("x", (0, 1, 2), (2, 3, 4)).offset
+        6
+        """
+        flat = 0
+        for i, n in zip(self.index, self.shape):
+            flat = flat * n + i
+        return flat
+
+
+@dataclass(frozen=True)
+class Param:
+    """One pointer argument of a kernel: a C-contiguous array of ``shape``, read-only unless ``output``."""
+
+    name: str
+    shape: tuple[int, ...]
+    output: bool = False
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``array[offset] = value``; ``label`` is the textbook name of the entry, e.g. ``dE/dX_{11}``."""
+
+    target: ArrayEntry
+    value: sp.Expr
+    label: str
+
+
+@dataclass(frozen=True)
+class StraightLine:
+    """The body of an unrolled kernel: common subexpressions first, then one assignment per output entry."""
+
+    temporaries: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    assignments: tuple[Assignment, ...]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One C function; ``body`` is None for the loop nest its family's template writes."""
+
+    family: str
+    name: str
+    params: tuple[Param, ...]
+    body: Optional[StraightLine] = None
+
+
+@dataclass(frozen=True)
+class TapRanges:
+    """For each kernel tap along one axis, the outputs [begin, end) whose input index falls inside the image."""
+
+    begin: tuple[int, ...]
+    end: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Everything the printer and the templates need for one layer, dtype and strategy."""
+
+    spec: ConvSpec
+    dtype: str
+    strategy: Strategy
+    prefix: str
+    kernels: tuple[Kernel, ...]
+    rows: TapRanges
+    cols: TapRanges
+    # the passes computed as direct convolutions (``direct`` strategy), by name: "forward", then "grad_input"
+    # (stride 1) or one "grad_input_<ph>_<pw>" per stride phase
+    direct: tuple[DirectGeometry, ...] = ()
+    # an extra kernel ``forward_relu``: max(forward, 0) in one call (``direct``: the ReLU on the accumulators)
+    fuse_relu: bool = False
+    # ``direct``: the weight gradient on channels-last images (``direct.grad_weight_nhwc``), else along wide pixels
+    grad_weight_nhwc: bool = False
+    # ``direct`` at stride 1: the input gradient's geometry when it runs on channels-last dy
+    # (``direct.grad_input_nhwc``; ``direct`` then leaves it out), else None: along wide pixels
+    grad_input_nhwc: Optional[DirectGeometry] = None
+    # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
+    arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def ctype(self) -> str:
+        return CTYPES[self.dtype]
+
+    @property
+    def gemm_passes(self) -> tuple[str, ...]:
+        """The passes computed as packed matrix products."""
+        if self.strategy == "gemm":
+            return ("forward", "grad_input", "grad_weight")
+        return ()  # ``direct``: every pass direct (a strided input gradient with no phase is 0)
+
+
+def multiply_adds(spec: ConvSpec) -> int:
+    """Multiply-adds of one pass if no tap fell on padding: N K C Ho Wo R S.
+
+    >>> multiply_adds(ConvSpec((3, 3), (2, 2)))
+    16
+    """
+    n, k, oh, ow = spec.output_shape
+    return n * k * oh * ow * spec.in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+
+
+def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
+    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``.
+
+    >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
+    ('unrolled', 'direct')
+    """
+    if strategy is None:
+        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
+    return strategy  # type: ignore[return-value]
+
+
+def _pair_text(pair: tuple[int, int]) -> str:
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
+    """A C identifier naming the layer and dtype; file and function names start with it.
+
+    >>> kernel_prefix(ConvSpec((7, 7), (3, 3), padding=2, dilation=2, in_channels=3), "float32")
+    'conv_7x7_k3x3_p2_d2_n1c3k1_f32'
+    """
+    if dtype not in CTYPES:
+        raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
+    parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
+    for letter, value, default in (("s", spec.stride, 1), ("p", spec.padding, 0), ("d", spec.dilation, 1)):
+        if value != (default, default):
+            parts.append(letter + _pair_text(value))
+    if not spec.is_single:
+        parts.append(f"n{spec.batch}c{spec.in_channels}k{spec.out_channels}")
+    if spec.flip:
+        parts.append("flip")
+    parts.append("f" + dtype.removeprefix("float"))
+    return "_".join(parts)
+
+
+def signatures(spec: ConvSpec) -> dict[str, tuple[Param, ...]]:
+    """The arguments of each kernel family, in C order (outputs last); the runtime checks against these.
+
+    >>> [(p.name, p.shape) for p in signatures(ConvSpec((3, 3), (2, 2)))["grad_input"]]
+    [('dy', (1, 1, 2, 2)), ('w', (1, 1, 2, 2)), ('dx', (1, 1, 3, 3))]
+    """
+    x = Param("x", spec.input_shape)
+    w = Param("w", spec.weight_shape)
+    dy = Param("dy", spec.output_shape)
+    return {
+        "forward": (x, w, Param("b", (spec.out_channels,)), Param("y", spec.output_shape, output=True)),
+        "grad_input": (dy, w, Param("dx", spec.input_shape, output=True)),
+        "grad_weight": (x, dy, Param("dw", spec.weight_shape, output=True)),
+        "grad_bias": (dy, Param("db", (spec.out_channels,), output=True)),
+    }
+
+
+def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
+    """Valid output rows and columns per kernel row and column (the loop bounds that skip padding).
+
+    >>> tap_ranges(ConvSpec((3, 3), (3, 3), padding=1))[0]
+    TapRanges(begin=(1, 0, 0), end=(3, 3, 2))
+    """
+    return tuple(  # type: ignore[return-value]
+        TapRanges(*live_outputs(spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a],
+                                spec.padding[a], spec.dilation[a]))
+        for a in (0, 1)
+    )
+
+
+def _array_entries(derivation: Derivation, names: Mapping[str, str]) -> dict[sp.Symbol, ArrayEntry]:
+    table = {}
+    for symbol, (tensor, index) in derivation.symbols.items():
+        table[symbol] = ArrayEntry(names[tensor], index, getattr(derivation, tensor).shape)
+    return table
+
+
+def _straight_line(target: Param, gradient: sp.Array, labels: sp.Array) -> StraightLine:
+    values = entries(gradient)
+    # cse finds shared products or partial sums across the entries; for plain convolutions it mostly finds
+    # none, but it keeps the door open for fused layers and costs little at unrolled sizes.
+    temporaries, reduced = sp.cse(values, symbols=sp.numbered_symbols("t"), order="canonical")
+    assignments = tuple(
+        Assignment(ArrayEntry(target.name, index, target.shape), value, label.name)
+        for index, value, label in zip(positions(target.shape), reduced, entries(labels))
+    )
+    return StraightLine(tuple(temporaries), assignments)
+
+
+def _unrolled_bodies(spec: ConvSpec) -> tuple[dict[str, StraightLine], dict[sp.Symbol, ArrayEntry]]:
+    d = derive(spec)
+    sig = signatures(spec)
+    # Labels are the textbook names of the assigned entries: O_{11} for outputs, dE/dX_{11} for gradients.
+    gradient_labels = {
+        name: getattr(d, name).applyfunc(lambda s: sp.Symbol(grad_symbol_name(s.name)))
+        for name in ("input", "weight", "bias")
+    }
+    out_labels = d.grad_output.applyfunc(lambda g: sp.Symbol(g.name.removeprefix(GRAD_PREFIX)))
+    bodies = {
+        "forward": _straight_line(sig["forward"][-1], d.output, out_labels),
+        "grad_input": _straight_line(sig["grad_input"][-1], d.grad_input, gradient_labels["input"]),
+        "grad_weight": _straight_line(sig["grad_weight"][-1], d.grad_weight, gradient_labels["weight"]),
+        "grad_bias": _straight_line(sig["grad_bias"][-1], d.grad_bias, gradient_labels["bias"]),
+    }
+    names = {"input": "x", "weight": "w", "bias": "b", "grad_output": "dy"}
+    return bodies, _array_entries(d, names)
+
+
+def _check_size(spec: ConvSpec) -> None:
+    for name in ("input_shape", "weight_shape", "output_shape"):
+        n = 1
+        for extent in getattr(spec, name):
+            n *= extent
+        if n > _INT_MAX:
+            raise ValueError(f"{name} {getattr(spec, name)} has {n} entries; the C kernels index with int")
+
+
+def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None, *,
+          fuse_relu: bool = False) -> KernelPlan:
+    """Describe the four kernels of a layer: straight-line assignments or a loop nest; with ``fuse_relu`` a
+    fifth, ``forward_relu`` (same arguments as ``forward``), computing max(conv(x, w) + b, 0).
+
+    >>> plan = lower(ConvSpec((3, 3), (2, 2)), "float64")
+    >>> plan.strategy, [k.name for k in plan.kernels][:2]
+    ('unrolled', ['conv_3x3_k2x2_f64_forward', 'conv_3x3_k2x2_f64_grad_input'])
+    >>> plan.kernels[0].body.assignments[0].value
+    F_{11}*X_{11} + F_{12}*X_{12} + F_{21}*X_{21} + F_{22}*X_{22} + b
+    """
+    _check_size(spec)
+    chosen = choose_strategy(spec, strategy)
+    prefix = kernel_prefix(spec, dtype)
+    bodies: dict[str, StraightLine] = {}
+    arrays: dict[sp.Symbol, ArrayEntry] = {}
+    if chosen == "unrolled":
+        bodies, arrays = _unrolled_bodies(spec)
+    kernels = tuple(
+        Kernel(family, f"{prefix}_{family}", params, bodies.get(family))
+        for family, params in signatures(spec).items()
+    )
+    if fuse_relu:
+        kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", signatures(spec)["forward"]),)
+    rows, cols = tap_ranges(spec)
+    direct = direct_passes(spec) if chosen == "direct" else ()
+    nhwc = chosen == "direct" and grad_weight_nhwc(spec, dtype)
+    nhwc_input = None
+    if chosen == "direct" and grad_input_nhwc(spec, dtype):
+        nhwc_input, direct = direct[-1], direct[:-1]
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input, arrays)
