@@ -14,7 +14,10 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/symconv demo
 
+# The linter and the type checker first (seconds), then the suite.
 test: $(BIN)/.installed
+	$(BIN)/ruff check symconv tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Rewrite generated/ (kernels of the catalogue and its README); tests/test_render.py fails when it is stale.

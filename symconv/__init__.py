@@ -1,19 +1,18 @@
 """symconv: derive, prove, print and generate the backward pass of convolution layers, for any shape."""
 
 from .pipeline import compile_conv
-from .tuning.autotune import Tuning, tune
-from .symbolic import forms
-from .symbolic.derive import Derivation, derive
-from .printing.latex import latex
 from .printing.document import latex_document
+from .printing.latex import latex
+from .proofs.conv import Proof, ProofReport, check, prove
+from .runtime.kernels import ConvKernels
+from .symbolic import forms as forms
+from .symbolic.derive import Derivation, derive
 from .symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .symbolic.losses import CrossEntropyLoss, MSELoss
 from .symbolic.network import Network
-from .proofs.conv import Proof, ProofReport, check, prove
-from .runtime.kernels import ConvKernels
 from .symbolic.spec import ConvSpec
-from .version import __version__
-
+from .tuning.autotune import Tuning, tune, tuned_kernels
+from .version import __version__ as __version__
 
 __all__ = [
     "ConvSpec",
@@ -27,6 +26,7 @@ __all__ = [
     "ConvKernels",
     "tune",
     "Tuning",
+    "tuned_kernels",
     "latex",
     "latex_document",
     "Network",

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Sequence
 
-from .pipeline import write_sources
 from .codegen.lowering import choose_strategy, kernel_prefix
-from .codegen.render import environment
+from .pipeline import write_sources
 from .symbolic.spec import ConvSpec
+from .templating import environment
+from .version import __version__
 
 __all__ = ["Entry", "CATALOGUE", "DTYPE", "README_TEMPLATE", "readme", "write_catalogue", "main"]
 
@@ -58,8 +59,6 @@ def readme() -> str:
     >>> readme().splitlines()[1]
     '# Generated kernels'
     """
-    from .version import __version__
-
     return environment().get_template(README_TEMPLATE).render(
         version=__version__, template=README_TEMPLATE, dtype=DTYPE, entries=CATALOGUE
     )

@@ -9,12 +9,12 @@ import argparse
 import sys
 from typing import Callable, NoReturn, Sequence
 
-from .symbolic.derive import derive
-from .proofs.conv import prove
-from .symbolic.spec import ConvSpec
-from .tuning.benchmark import add_kernel_flags
 from .printing.text import derivation_text
+from .proofs.conv import prove
+from .symbolic.derive import derive
+from .symbolic.spec import ConvSpec
 from .train import add_train_flags
+from .tuning.benchmark import add_kernel_flags
 
 __all__ = ["main", "parse_pair", "spec_from_args"]
 
@@ -131,8 +131,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_latex(args: argparse.Namespace) -> int:
-    from .printing.latex import latex  # imported on use, like generate: the document needs the Jinja environment
     from .printing.document import latex_document
+    from .printing.latex import latex  # imported on use, like generate: the document needs the Jinja environment
 
     d = derive(spec_from_args(args), _index_base(args))
     try:

@@ -99,8 +99,8 @@ def lenet_digits(batch: int) -> Network:
     >>> print(lenet_digits(32).describe().splitlines()[-2])
     9: Dense(10) -> (32, 10)
     """
-    return Network([Conv2d(8, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(16, 3, padding=1), ReLU(), MaxPool2d(2),
-                    Flatten(), Dense(64), ReLU(), Dense(10), CrossEntropyLoss()], (batch, 1, 8, 8))
+    return Network((Conv2d(8, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(16, 3, padding=1), ReLU(), MaxPool2d(2),
+                    Flatten(), Dense(64), ReLU(), Dense(10), CrossEntropyLoss()), (batch, 1, 8, 8))
 
 
 Progress = Callable[[int, int, int, int, float], None]
@@ -142,7 +142,7 @@ def train(config: TrainConfig = TrainConfig(), progress: Optional[Progress] = No
 
     ``compile_options`` go to ``compile_network`` (``cflags``, ``cache_dir``, ...).
     """
-    from .runtime.network import compile_network  # imported on use: it compiles C
+    from .pipeline import compile_network  # imported on use: it compiles C
 
     data = load_digits_split(config.test_fraction, config.seed, config.dtype) if split is None else split
     options = {"threads": config.threads, **compile_options}

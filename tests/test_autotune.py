@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-
 from conftest import STRICT_CFLAGS
+
 from symconv import ConvSpec, Tuning, compile_conv, tune
 from symconv import pipeline as codegen
-from symconv.tuning import autotune, benchmark
-from symconv.tuning.autotune import TuningError
 from symconv.codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
 from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from symconv.tuning import autotune, benchmark
+from symconv.tuning.autotune import TuningError
 
 LAYER = ConvSpec((8, 8), (3, 3), padding=1, in_channels=2, out_channels=4, batch=2)  # above UNROLL_LIMIT
 SMALL = ConvSpec((5, 5), (3, 3), padding=1, in_channels=2, out_channels=2)  # at most UNROLL_LIMIT: 4 candidates
@@ -105,9 +105,9 @@ def test_mixed_winners_match_the_reference(dtype: str, cache: Path, monkeypatch:
     fastest = {"forward": "gemm", "grad_input": "direct", "grad_weight": "gemm"}
     monkeypatch.setattr(benchmark, "measure", lambda impls, *rest: {
         (s, name): 1e-6 if fastest[name] == s else 2e-6 for s in impls for name in impls[s]})
-    k = compile_conv(LAYER, dtype, "tuned", cache_dir=cache, **OPTIONS)
+    k = autotune.tuned_kernels(LAYER, dtype, cache_dir=cache, **OPTIONS)
     assert tune(LAYER, dtype, cache_dir=cache, **OPTIONS).winners == {**fastest, "grad_bias": "gemm"}
-    assert k is compile_conv(LAYER, dtype, "tuned", cache_dir=cache, **OPTIONS)  # the in-process memo
+    assert k is autotune.tuned_kernels(LAYER, dtype, cache_dir=cache, **OPTIONS)  # the in-process memo
     assert k.strategy == "gemm" and k.module is compile_conv(LAYER, dtype, "gemm", cache_dir=cache, **OPTIONS).module
     assert k.grad_input is compile_conv(LAYER, dtype, "direct", cache_dir=cache, **OPTIONS).grad_input
     assert k.strategies == {**fastest, "grad_bias": "gemm"}
@@ -136,7 +136,7 @@ def test_mixed_winners_match_the_reference(dtype: str, cache: Path, monkeypatch:
     np.testing.assert_array_equal(k.bind("grad_input", dy, w, out=dx)(), checks[1][0])  # the winner's kernel
     np.testing.assert_array_equal(k.with_threads(2).grad_input(dy, w), checks[1][0])
     if dtype == "float32":  # the forward winner is compiled with the fused ReLU when asked for
-        fused = compile_conv(LAYER, dtype, "tuned", cache_dir=cache, fuse_relu=True, **OPTIONS)
+        fused = autotune.tuned_kernels(LAYER, dtype, cache_dir=cache, fuse_relu=True, **OPTIONS)
         assert fused.fuse_relu and fused.grad_input is k.grad_input
         np.testing.assert_allclose(fused.forward_relu(x, w, b), np.maximum(checks[0][1], 0), rtol=0, atol=checks[0][2])
 

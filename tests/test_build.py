@@ -13,12 +13,11 @@ from pathlib import Path
 import cffi
 import numpy as np
 import pytest
+from conftest import STRICT_CFLAGS
 
 from symconv import ConvSpec, compile_conv
 from symconv.build.cache import CACHE_ENV, BuildJob, CompilerError, build, cache_root, environment_key
 from symconv.symbolic.reference import conv2d_forward
-
-from conftest import STRICT_CFLAGS
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = ConvSpec((4, 4), (2, 2), stride=2)  # small: cheap to compile from scratch in a fresh cache

@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import STRICT_CFLAGS
-from symconv.runtime.network import CompiledNetwork, compile_network
+
+from symconv.pipeline import compile_network
+from symconv.runtime.network import CompiledNetwork
 from symconv.symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from symconv.symbolic.losses import CrossEntropyLoss, MSELoss
 from symconv.symbolic.network import Network

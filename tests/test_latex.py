@@ -15,10 +15,10 @@ import sympy as sp
 
 from symconv import ConvSpec, check, derive, forms, latex, latex_document, prove
 from symconv.cli import main
-from symconv.symbolic.derive import Derivation
 from symconv.printing.equations import closed_form, derivation_sections
 from symconv.printing.latex_printer import VDOTS_ROW, LatexOptions
 from symconv.proofs.conv import ProofReport
+from symconv.symbolic.derive import Derivation
 from symconv.symbolic.symbols import GRAD_PREFIX, positions, to_numpy
 
 TEXTBOOK = ConvSpec((3, 3), (2, 2))
@@ -178,7 +178,7 @@ def test_every_published_line_term_for_term(textbook):
 
 def test_textbook_structure(textbook):
     assert [len(textbook[k]) for k in ("forward", "weight", "input")] == [4, 4, 9]
-    for lhs, sides in textbook["forward"]:
+    for _lhs, sides in textbook["forward"]:
         assert len(sides) == 1 and len(terms(sides[0])) == 4
     for key in ("weight", "input"):
         for lhs, sides in textbook[key]:
@@ -232,7 +232,7 @@ def test_cut_sums_keep_the_non_zero_terms_and_read_back_exactly():
     # still add up to its gradient, and every printed term is the chain-rule term of its output.
     d = derive(ConvSpec((5, 5), (2, 2)))
     rows = {s.key: s for s in derivation_sections(d, LatexOptions(max_terms=6, max_entries=100))}["input"].entries
-    for (lhs, [chain, evaluated]), index in zip(equations(rows), positions(d.input.shape)):
+    for (lhs, [_chain, evaluated]), index in zip(equations(rows), positions(d.input.shape)):
         full = {t.upstream: t for t in d.chain_rule("input", index)}
         kept = [t for t in terms(evaluated) if t != r"\cdots"]
         assert len(kept) <= 6 and r"\cdots" in evaluated

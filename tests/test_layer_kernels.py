@@ -8,11 +8,21 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import STRICT_CFLAGS
+
+from symconv.codegen.layer_lowering import (
+    AvgPoolOp,
+    CrossEntropyOp,
+    DenseOp,
+    LayerOp,
+    MaxPoolOp,
+    MSEOp,
+    ReLUOp,
+    lower_layer,
+)
+from symconv.codegen.render import render_layers
+from symconv.pipeline import compile_layers
 from symconv.symbolic import layer_reference as ref
-from symconv.codegen.layer_render import compile_layers, render_layers
-from symconv.codegen.layer_lowering import AvgPoolOp, CrossEntropyOp, DenseOp, LayerOp, MaxPoolOp, MSEOp, ReLUOp, lower_layer
 
 RELU = [ReLUOp((1, 1, 1, 1)), ReLUOp((2, 3, 5, 7)), ReLUOp((4, 10))]
 POOLS = [  # (input shape, kernel, stride, padding): plain, padded, rectangular, overlapping, gaps between windows
@@ -288,7 +298,7 @@ def test_hostile_arguments_are_refused_before_any_c(lib64: dict) -> None:
         (lambda: relu.forward(_misaligned(x.shape, np.float64)), ValueError, "'x' must be aligned to 8 bytes"),
         (lambda: relu.forward(x, out=np.zeros((2, 3, 5, 7), np.float32)), ValueError, "'out' must have dtype"),
         (lambda: relu.forward(x, out=np.zeros_like(x).T), ValueError, "'out' must have shape"),
-        (lambda: relu.forward(x, out=x), ValueError, "'out' overlaps another argument"),
+        (lambda: relu.forward(x, out=x), ValueError, "'out' overlaps 'x'; pass a separate array"),
         (lambda: relu.backward(x, x, out=np.broadcast_to(np.zeros(7), x.shape)), ValueError, "'out' must be"),
         (lambda: pool.backward(np.zeros((2, 3, 3, 3)), np.full((2, 3, 3, 3), 25)), ValueError, "'indices' must hold flat positions h * W + w in [0, 25), got 25"),
         (lambda: pool.backward(np.zeros((2, 3, 3, 3)), np.full((2, 3, 3, 3), -1)), ValueError, "got -1"),
@@ -333,3 +343,83 @@ def test_maxpool_nan_agrees_with_torch(lib: dict) -> None:
     ty, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), 3, 1, 1, return_indices=True)
     np.testing.assert_array_equal(y, ty.numpy())
     np.testing.assert_array_equal(idx, tidx.numpy())
+
+
+# --- one runtime: the layer kernels' common case runs in C, with the meaning of their Python methods --------------
+
+def _python_twin(kernels: Any) -> Any:
+    """The same loaded module behind the Python checks alone (as when the C extension cannot be built)."""
+    return type(kernels)(kernels.plan, kernels.module, None)
+
+
+def test_layer_methods_run_in_c_and_mean_what_their_python_methods_mean(lib64: dict) -> None:
+    relu, pool, dense, mse, ce = (lib64[op] for op in (RELU[1], MAXPOOL[1], DENSE[1], MSE[0], CE[1]))
+    rng = _rng("c path")
+    for kernels, names in ((relu, ("forward", "backward")), (pool, ("forward", "backward")), (mse, ("grad",)),
+                           (dense, ("forward", "grad_input", "grad_weight", "grad_bias")), (ce, ("grad",))):
+        for name in names:
+            assert type(getattr(kernels, name)).__name__ == "CheckedCall", (kernels, name)
+            assert type(getattr(_python_twin(kernels), name)).__name__ == "method"
+    x = _normal(rng, RELU[1].shape, np.float64)
+    dy = _normal(rng, RELU[1].shape, np.float64)
+    python = _python_twin(relu)
+    np.testing.assert_array_equal(relu.forward(x), python.forward(x))
+    out = np.empty_like(x)
+    assert relu.backward(x, dy, out=out) is out
+    np.testing.assert_array_equal(out, python.backward(x, dy))
+    # Two outputs come back as a tuple, from C as from Python; given outputs are filled in place.
+    px = _normal(rng, MAXPOOL[1].input_shape, np.float64)
+    y, indices = pool.forward(px)
+    y_py, indices_py = _python_twin(pool).forward(px)
+    np.testing.assert_array_equal(y, y_py)
+    np.testing.assert_array_equal(indices, indices_py)
+    y_out, i_out = np.empty_like(y), np.empty_like(indices)
+    got = pool.forward(px, out=y_out, indices=i_out)
+    assert got[0] is y_out and got[1] is i_out
+    np.testing.assert_array_equal(pool.backward(y, indices), _python_twin(pool).backward(y, indices))
+    # A loss returns a float on both paths; in-range labels run in C, out-of-range ones are refused by Python.
+    z = _normal(rng, (5, 10), np.float64)
+    labels = np.array([0, 9, 3, 3, 1])
+    assert ce.loss(z, labels) == _python_twin(ce).loss(z, labels)
+    np.testing.assert_array_equal(ce.grad(z, labels), _python_twin(ce).grad(z, labels))
+    with pytest.raises(ValueError, match=r"'labels' must hold class labels in \[0, 10\), got -3"):
+        ce.grad(z, np.array([0, 9, -3, 3, 1]))
+
+
+class _Liar(np.ndarray):
+    """An ndarray that reports a shape and a dtype of its choosing: the checks must read the real buffer."""
+
+    reported_shape: tuple[int, ...] = ()
+    reported_dtype: Any = None
+
+    @property  # type: ignore[override]
+    def shape(self) -> tuple[int, ...]:
+        return self.reported_shape
+
+    @property  # type: ignore[override]
+    def dtype(self) -> Any:
+        return self.reported_dtype
+
+
+def _lying(array: np.ndarray, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    liar = array.view(_Liar)
+    liar.reported_shape, liar.reported_dtype = shape, np.dtype(dtype)
+    return liar
+
+
+def test_an_array_that_lies_about_its_shape_or_dtype_is_refused_by_its_real_memory(lib64: dict) -> None:
+    relu = lib64[RELU[1]]
+    shape = RELU[1].shape
+    small = np.zeros((1, 3, 5, 7))  # half the entries the kernel would write
+    with pytest.raises(ValueError, match=r"'out' must have shape \(2, 3, 5, 7\) \(N, C, H, W\), got \(1, 3, 5, 7\)"):
+        relu.forward(np.zeros(shape), out=_lying(small, shape, np.float64))
+    narrow = np.zeros(shape, np.float32)  # float64 written into float32 memory would run past its end
+    with pytest.raises(ValueError, match="'out' must have dtype float64, got float32"):
+        relu.forward(np.zeros(shape), out=_lying(narrow, shape, np.float64))
+    with pytest.raises(ValueError, match=r"'x' must have shape \(2, 3, 5, 7\)"):
+        relu.forward(_lying(small, shape, np.float64))
+    masked = np.ma.masked_array(np.zeros(shape), mask=np.zeros(shape, bool))
+    with pytest.raises(TypeError, match="got a masked array"):
+        relu.forward(masked)
+    honest = np.arange(np.prod(shape), dtype=np.float64).reshape(shape) - 50
+    np.testing.assert_array_equal(relu.forward(honest.view(_Liar)), np.maximum(honest, 0))  # a subclass is fine

@@ -8,8 +8,8 @@ import pytest
 import sympy as sp
 
 from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MaxPool2d, MSELoss, ReLU
-from symconv.symbolic import layer_reference as ref
 from symconv.proofs.layers import draw_rational, is_zero, prove_layer, prove_loss, reduce_difference
+from symconv.symbolic import layer_reference as ref
 from symconv.symbolic.layers import ZERO, Layer, entrywise, maximum
 
 LAYER_GRID = [

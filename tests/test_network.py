@@ -11,8 +11,8 @@ import sympy as sp
 
 import symconv
 from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MaxPool2d, MSELoss, Network, ReLU
-from symconv.symbolic.layers import ZERO
 from symconv.printing.network import network_latex
+from symconv.symbolic.layers import ZERO
 
 
 def tiny() -> Network:

@@ -17,9 +17,10 @@ import pytest
 from symconv import ConvSpec
 from symconv.catalogue import CATALOGUE, DTYPE, readme, write_catalogue
 from symconv.cli import main as cli_main
-from symconv.pipeline import write_sources
 from symconv.codegen.lowering import lower
-from symconv.codegen.render import TEMPLATES_DIR, environment, generation_key, render
+from symconv.codegen.render import generation_key, render
+from symconv.pipeline import write_sources
+from symconv.templating import TEMPLATES_DIR, environment
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATED = REPO / "generated"
@@ -142,7 +143,7 @@ def test_templates_resolve_from_one_directory_and_are_all_used():
         referenced |= {f"conv_{f}.c.j2" for f in ("forward", "grad_input", "grad_weight", "grad_bias",
                                                              "forward_relu")
                        if '"conv_" ~ kernel.family' in source}
-    python = "".join(p.read_text() for p in (REPO / "symconv").glob("*.py"))
+    python = "".join(p.read_text() for p in (REPO / "symconv").rglob("*.py"))
     unused = {n for n in names - referenced if f'"{n}"' not in python}
     assert not unused
 

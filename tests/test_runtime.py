@@ -244,3 +244,34 @@ def test_checked_calls_keep_no_references(kernels, args):
         k.forward(x, w)
     assert [sys.getrefcount(a) for a in (x, w, b, y)] == before
     assert sys.getrefcount(k.forward(x, w, b)) == sys.getrefcount(np.empty(3))  # the caller's reference only
+
+
+class _Liar(np.ndarray):
+    """An ndarray that reports a shape and a dtype of its choosing: the checks must read the real buffer."""
+
+    reported: tuple[tuple[int, ...], Any] = ((), None)
+
+    @property  # type: ignore[override]
+    def shape(self) -> tuple[int, ...]:
+        return self.reported[0]
+
+    @property  # type: ignore[override]
+    def dtype(self) -> Any:
+        return self.reported[1]
+
+
+def test_an_array_that_lies_about_its_shape_or_dtype_is_refused_by_its_real_memory(kernels, args):
+    k = kernels(SPEC, "float32")
+    x, w, b = args["x"], args["w"], args["b"]
+    for real, message in ((np.empty((1, *SPEC.output_shape[1:]), np.float32), "must have shape"),
+                          (np.empty(SPEC.output_shape, np.float16), "must have dtype float32, got float16")):
+        liar = real.view(_Liar)
+        liar.reported = (SPEC.output_shape, np.dtype(np.float32))
+        with pytest.raises(ValueError, match="^forward: argument 'out' " + message):
+            k.forward(x, w, b, out=liar)
+    small = np.empty((1, *SPEC.input_shape[1:]), np.float32).view(_Liar)
+    small.reported = (SPEC.input_shape, np.dtype(np.float32))
+    with pytest.raises(ValueError, match=r"^forward: argument 'x' must have shape \(2, 2, 5, 6\)"):
+        k.forward(small, w, b)
+    with pytest.raises(TypeError, match="^forward: argument 'x' must be a numpy.ndarray, got a masked array"):
+        k.forward(np.ma.masked_array(x), w, b)

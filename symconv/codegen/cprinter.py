@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.codegen.ast import float32, float64, real
 from sympy.printing.c import C99CodePrinter
 
-from .lowering import CTYPES, ArrayEntry
+from .plan import CTYPES, ArrayEntry
 
 __all__ = ["ConvCPrinter", "ccode"]
 

@@ -142,7 +142,7 @@ def grad_input_geometry(spec: ConvSpec) -> DirectGeometry:
     if spec.stride != (1, 1):
         raise ValueError(f"the input gradient is a direct convolution for stride 1 only, got {spec.stride}")
     # k_eff - 1 - pad >= 0: ConvSpec keeps the padding below the effective kernel size.
-    pads = [spec.effective_kernel[a] - 1 - spec.padding[a] for a in (0, 1)]
+    pads = (spec.effective_kernel[0] - 1 - spec.padding[0], spec.effective_kernel[1] - 1 - spec.padding[1])
     return DirectGeometry(
         "grad_input", spec.out_channels, spec.in_channels, *spec.output_size, *spec.input_size,
         *spec.kernel_size, 1, 1, *spec.dilation, *pads, transposed=True,

@@ -9,49 +9,20 @@ template's loops use.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Final, Mapping
+from typing import ClassVar, Final
 
-from ..symbolic.spec import Pair, as_pair
+from ..symbolic.layer_base import Layer
+from ..symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from ..symbolic.losses import CrossEntropyLoss, Loss, MSELoss
+from ..symbolic.spec import ConvSpec, Pair, as_pair
+from .plan import CTYPES, INDEX_DTYPE, Arg, Kernel, check_dtype
 
 __all__ = [
-    "ARG_CTYPES", "FLOAT_DTYPES", "INDEX_DTYPE", "Arg", "LayerKernel", "LayerOp", "ReLUOp", "MaxPoolOp",
-    "AvgPoolOp", "DenseOp", "MSEOp", "CrossEntropyOp", "LayerPlan", "lower_layer",
+    "LayerOp", "ReLUOp", "MaxPoolOp", "AvgPoolOp", "DenseOp", "MSEOp", "CrossEntropyOp", "LayerPlan", "lower_layer",
+    "layer_op", "loss_op",
 ]
 
-FLOAT_DTYPES: Final = ("float32", "float64")
-INDEX_DTYPE: Final = "int64"
-"""Max-pooling winners and class labels: int64, as PyTorch's ``return_indices`` and ``CrossEntropyLoss`` targets."""
-ARG_CTYPES: Final[Mapping[str, str]] = {"float32": "float", "float64": "double", INDEX_DTYPE: "int64_t"}
 _INT_MAX: Final = 2**31 - 1  # the generated loops index with C int
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One pointer argument: a C-contiguous array of ``shape`` and ``dtype``; ``axes`` names its axes for errors."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    axes: str
-    output: bool = False
-
-    @property
-    def ctype(self) -> str:
-        """The C element type.
-
-        >>> Arg("indices", (2,), "int64", "N").ctype
-        'int64_t'
-        """
-        return ARG_CTYPES[self.dtype]
-
-
-@dataclass(frozen=True)
-class LayerKernel:
-    """One C function: ``family`` (``forward``, ``backward``, ...), its full C name, its arguments in C order."""
-
-    family: str
-    name: str
-    args: tuple[Arg, ...]
 
 
 def _positive(owner: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -73,7 +44,7 @@ class LayerOp:
 
     kind: ClassVar[str]
     template: ClassVar[str]
-    """The template in ``render.TEMPLATES_DIR`` that writes this kind's kernels."""
+    """The template in ``templating.TEMPLATES_DIR`` that writes this kind's kernels."""
 
     def tag(self) -> str:
         """The shape part of every C name of this operation."""
@@ -180,7 +151,8 @@ class MaxPoolOp(_PoolOp):
         return {"forward": (Arg("x", x_shape, dtype, "N, C, H, W"), Arg("y", y_shape, dtype, "N, C, Ho, Wo", True),
                             Arg("indices", y_shape, INDEX_DTYPE, "N, C, Ho, Wo", True)),
                 "backward": (Arg("dy", y_shape, dtype, "N, C, Ho, Wo"),
-                             Arg("indices", y_shape, INDEX_DTYPE, "N, C, Ho, Wo"),
+                             Arg("indices", y_shape, INDEX_DTYPE, "N, C, Ho, Wo", bound=x_shape[2] * x_shape[3],
+                                 what="flat positions h * W + w"),
                              Arg("dx", x_shape, dtype, "N, C, H, W", True))}
 
 
@@ -281,7 +253,8 @@ class CrossEntropyOp(LayerOp):
         return f"n{self.batch}_m{self.classes}"
 
     def signatures(self, dtype: str) -> dict[str, tuple[Arg, ...]]:
-        z, labels = Arg("z", (self.batch, self.classes), dtype, "N, classes"), Arg("labels", (self.batch,), INDEX_DTYPE, "N")
+        z, labels = Arg("z", (self.batch, self.classes), dtype, "N, classes"), Arg("labels", (self.batch,), INDEX_DTYPE, "N",
+                                                                          bound=self.classes, what="class labels")
         return {"loss": (z, labels, Arg("loss", (1,), dtype, "1", True)),
                 "grad": (z, labels, Arg("dz", (self.batch, self.classes), dtype, "N, classes", True))}
 
@@ -296,12 +269,12 @@ class LayerPlan:
     op: LayerOp
     dtype: str
     prefix: str
-    kernels: tuple[LayerKernel, ...]
+    kernels: tuple[Kernel, ...]
     constants: tuple[tuple[str, int], ...]
 
     @property
     def ctype(self) -> str:
-        return ARG_CTYPES[self.dtype]
+        return CTYPES[self.dtype]
 
     @property
     def template(self) -> str:
@@ -314,8 +287,37 @@ def lower_layer(op: LayerOp, dtype: str) -> LayerPlan:
     >>> [k.name for k in lower_layer(ReLUOp((2, 3)), "float32").kernels]
     ['relu_2x3_f32_forward', 'relu_2x3_f32_backward']
     """
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be one of {list(FLOAT_DTYPES)}, got {dtype!r}")
+    check_dtype(dtype)
     prefix = f"{op.kind}_{op.tag()}_f{dtype.removeprefix('float')}"
-    kernels = tuple(LayerKernel(family, f"{prefix}_{family}", args) for family, args in op.signatures(dtype).items())
+    kernels = tuple(Kernel(family, f"{prefix}_{family}", args) for family, args in op.signatures(dtype).items())
     return LayerPlan(op, dtype, prefix, kernels, tuple(op.constants().items()))
+
+
+def layer_op(layer: Layer, input_shape: tuple[int, ...]) -> ConvSpec | LayerOp | None:
+    """A network's layer on its input shape -> what its kernels are lowered from: a convolution's ``ConvSpec``
+    (``lowering.lower``), the other layers' ``LayerOp`` (``lower_layer``), or None for ``Flatten`` (a view).
+
+    >>> layer_op(ReLU(), (2, 3))
+    ReLUOp(shape=(2, 3))
+    """
+    if isinstance(layer, Conv2d):
+        return layer.spec(input_shape)
+    if isinstance(layer, ReLU):
+        return ReLUOp(input_shape)
+    if isinstance(layer, (MaxPool2d, AvgPool2d)):
+        op = MaxPoolOp if isinstance(layer, MaxPool2d) else AvgPoolOp
+        return op(input_shape, layer.kernel_size, layer.stride, layer.padding)  # type: ignore[arg-type]
+    if isinstance(layer, Dense):
+        return DenseOp(input_shape[0], input_shape[1], layer.out_features)
+    if isinstance(layer, Flatten):
+        return None
+    raise NotImplementedError(f"{layer.describe()} has no compiled kernels")
+
+
+def loss_op(loss: Loss, output_shape: tuple[int, ...]) -> LayerOp:
+    """A network's loss on its output shape -> the ``LayerOp`` its kernels are lowered from."""
+    if isinstance(loss, CrossEntropyLoss):
+        return CrossEntropyOp(output_shape[0], output_shape[1])
+    if isinstance(loss, MSELoss):
+        return MSEOp(output_shape)
+    raise NotImplementedError(f"loss {loss.describe()} has no compiled kernels")

@@ -18,23 +18,20 @@ from typing import Final, Literal, Mapping, Optional
 import sympy as sp
 
 from ..symbolic.derive import Derivation, derive
-from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
 from ..symbolic.spec import ConvSpec
 from ..symbolic.symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
+from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
+from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, check_dtype
 
 __all__ = [
-    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "CTYPES", "FAMILIES", "UNROLL_LIMIT", "ArrayEntry", "Param", "Assignment", "StraightLine",
-    "Kernel", "TapRanges", "KernelPlan", "multiply_adds", "choose_strategy", "kernel_prefix", "signatures",
-    "tap_ranges", "lower",
+    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "TapRanges", "KernelPlan",
+    "multiply_adds", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
 ]
 
 Strategy = Literal["unrolled", "loops", "gemm", "direct"]
 STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct")
 VECTOR_STRATEGIES: Final = ("gemm", "direct")
 """The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
-
-CTYPES: Final[Mapping[str, str]] = {"float32": "float", "float64": "double"}
-"""NumPy dtype name -> C type of every array argument."""
 
 FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
 
@@ -43,63 +40,6 @@ UNROLL_LIMIT: Final = 1024
 stay under about a second, and straight-line code beats loops whose trip counts are tiny."""
 
 _INT_MAX: Final = 2**31 - 1  # the generated loops index with C int
-
-
-@dataclass(frozen=True)
-class ArrayEntry:
-    """Where a SymPy symbol lives in C: entry ``index`` of the row-major array ``array`` of ``shape``."""
-
-    array: str
-    index: tuple[int, ...]
-    shape: tuple[int, ...]
-
-    @property
-    def offset(self) -> int:
-        """The flat row-major offset, e.g. (0, 1, 2) in shape (2, 3, 4) -> 1*4 + 2 = 6.
-
-        >>> ArrayEntry("x", (0, 1, 2), (2, 3, 4)).offset
-        6
-        """
-        flat = 0
-        for i, n in zip(self.index, self.shape):
-            flat = flat * n + i
-        return flat
-
-
-@dataclass(frozen=True)
-class Param:
-    """One pointer argument of a kernel: a C-contiguous array of ``shape``, read-only unless ``output``."""
-
-    name: str
-    shape: tuple[int, ...]
-    output: bool = False
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """``array[offset] = value``; ``label`` is the textbook name of the entry, e.g. ``dE/dX_{11}``."""
-
-    target: ArrayEntry
-    value: sp.Expr
-    label: str
-
-
-@dataclass(frozen=True)
-class StraightLine:
-    """The body of an unrolled kernel: common subexpressions first, then one assignment per output entry."""
-
-    temporaries: tuple[tuple[sp.Symbol, sp.Expr], ...]
-    assignments: tuple[Assignment, ...]
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One C function; ``body`` is None for the loop nest its family's template writes."""
-
-    family: str
-    name: str
-    params: tuple[Param, ...]
-    body: Optional[StraightLine] = None
 
 
 @dataclass(frozen=True)
@@ -179,8 +119,7 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     >>> kernel_prefix(ConvSpec((7, 7), (3, 3), padding=2, dilation=2, in_channels=3), "float32")
     'conv_7x7_k3x3_p2_d2_n1c3k1_f32'
     """
-    if dtype not in CTYPES:
-        raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
+    check_dtype(dtype)
     parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
     for letter, value, default in (("s", spec.stride, 1), ("p", spec.padding, 0), ("d", spec.dilation, 1)):
         if value != (default, default):
@@ -193,21 +132,36 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     return "_".join(parts)
 
 
-def signatures(spec: ConvSpec) -> dict[str, tuple[Param, ...]]:
+def signatures(spec: ConvSpec, dtype: str) -> dict[str, tuple[Arg, ...]]:
     """The arguments of each kernel family, in C order (outputs last); the runtime checks against these.
 
-    >>> [(p.name, p.shape) for p in signatures(ConvSpec((3, 3), (2, 2)))["grad_input"]]
+    >>> [(a.name, a.shape) for a in signatures(ConvSpec((3, 3), (2, 2)), "float32")["grad_input"]]
     [('dy', (1, 1, 2, 2)), ('w', (1, 1, 2, 2)), ('dx', (1, 1, 3, 3))]
     """
-    x = Param("x", spec.input_shape)
-    w = Param("w", spec.weight_shape)
-    dy = Param("dy", spec.output_shape)
+    image, weight, output, bias = "N, C, H, W", "K, C, R, S", "N, K, Ho, Wo", "K"
+    x = Arg("x", spec.input_shape, dtype, image)
+    w = Arg("w", spec.weight_shape, dtype, weight)
+    dy = Arg("dy", spec.output_shape, dtype, output)
     return {
-        "forward": (x, w, Param("b", (spec.out_channels,)), Param("y", spec.output_shape, output=True)),
-        "grad_input": (dy, w, Param("dx", spec.input_shape, output=True)),
-        "grad_weight": (x, dy, Param("dw", spec.weight_shape, output=True)),
-        "grad_bias": (dy, Param("db", (spec.out_channels,), output=True)),
+        "forward": (x, w, Arg("b", (spec.out_channels,), dtype, bias), Arg("y", spec.output_shape, dtype, output, True)),
+        "grad_input": (dy, w, Arg("dx", spec.input_shape, dtype, image, True)),
+        "grad_weight": (x, dy, Arg("dw", spec.weight_shape, dtype, weight, True)),
+        "grad_bias": (dy, Arg("db", (spec.out_channels,), dtype, bias, True)),
     }
+
+
+def kernels_of(spec: ConvSpec, dtype: str, fuse_relu: bool = False,
+               bodies: Optional[Mapping[str, StraightLine]] = None) -> tuple[Kernel, ...]:
+    """A layer's kernels with their C names and arguments; ``bodies``, of unrolled kernels, come from ``lower``.
+
+    >>> [k.name for k in kernels_of(ConvSpec((3, 3), (2, 2)), "float32", fuse_relu=True)][-1]
+    'conv_3x3_k2x2_f32_forward_relu'
+    """
+    prefix, sig, bodies = kernel_prefix(spec, dtype), signatures(spec, dtype), bodies or {}
+    kernels = tuple(Kernel(family, f"{prefix}_{family}", args, bodies.get(family)) for family, args in sig.items())
+    if fuse_relu:
+        kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", sig["forward"]),)
+    return kernels
 
 
 def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
@@ -230,7 +184,7 @@ def _array_entries(derivation: Derivation, names: Mapping[str, str]) -> dict[sp.
     return table
 
 
-def _straight_line(target: Param, gradient: sp.Array, labels: sp.Array) -> StraightLine:
+def _straight_line(target: Arg, gradient: sp.Array, labels: sp.Array) -> StraightLine:
     values = entries(gradient)
     # cse finds shared products or partial sums across the entries; for plain convolutions it mostly finds
     # none, but it keeps the door open for fused layers and costs little at unrolled sizes.
@@ -242,9 +196,9 @@ def _straight_line(target: Param, gradient: sp.Array, labels: sp.Array) -> Strai
     return StraightLine(tuple(temporaries), assignments)
 
 
-def _unrolled_bodies(spec: ConvSpec) -> tuple[dict[str, StraightLine], dict[sp.Symbol, ArrayEntry]]:
+def _unrolled_bodies(spec: ConvSpec, dtype: str) -> tuple[dict[str, StraightLine], dict[sp.Symbol, ArrayEntry]]:
     d = derive(spec)
-    sig = signatures(spec)
+    sig = signatures(spec, dtype)
     # Labels are the textbook names of the assigned entries: O_{11} for outputs, dE/dX_{11} for gradients.
     gradient_labels = {
         name: getattr(d, name).applyfunc(lambda s: sp.Symbol(grad_symbol_name(s.name)))
@@ -287,13 +241,8 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     bodies: dict[str, StraightLine] = {}
     arrays: dict[sp.Symbol, ArrayEntry] = {}
     if chosen == "unrolled":
-        bodies, arrays = _unrolled_bodies(spec)
-    kernels = tuple(
-        Kernel(family, f"{prefix}_{family}", params, bodies.get(family))
-        for family, params in signatures(spec).items()
-    )
-    if fuse_relu:
-        kernels += (Kernel("forward_relu", f"{prefix}_forward_relu", signatures(spec)["forward"]),)
+        bodies, arrays = _unrolled_bodies(spec, dtype)
+    kernels = kernels_of(spec, dtype, fuse_relu, bodies)
     rows, cols = tap_ranges(spec)
     direct = direct_passes(spec) if chosen == "direct" else ()
     nhwc = chosen == "direct" and grad_weight_nhwc(spec, dtype)

@@ -1,6 +1,7 @@
-"""Render: a ``KernelPlan`` -> ``Sources``, the text of the .c, the .h and the cffi cdef (Jinja templates).
+"""Render: kernel plans -> C text: a convolution's ``KernelPlan`` -> ``Sources`` (.c, .h, cffi cdef), the other
+layers' ``LayerPlan``s -> one module's ``LayerSources`` (.c, cdef), every prototype from one template.
 
-The templates in ``TEMPLATES_DIR`` own the C layout: loops, indentation, comments. This module only hands
+The templates in ``templating.TEMPLATES_DIR`` own the C layout: loops, indentation, comments. This module only hands
 them data: names, shapes, constants, and the expressions printed by ``ConvCPrinter``.
 """
 
@@ -9,38 +10,33 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any, Final
 
-import jinja2
+import sympy as sp
 
-from .cprinter import ConvCPrinter
-from .lowering import VECTOR_STRATEGIES, Kernel, KernelPlan, StraightLine, signatures
 from ..symbolic.spec import ConvSpec
+from ..templating import environment
+from ..version import __version__
+from .cprinter import ConvCPrinter
+from .layer_lowering import AvgPoolOp, LayerPlan
+from .lowering import VECTOR_STRATEGIES, KernelPlan, signatures
+from .plan import Kernel, StraightLine
 
 __all__ = [
-    "TEMPLATES_DIR", "TEMPLATE_VERSION", "MODULE_TEMPLATES", "Sources", "environment", "generation_key", "render",
-    "keyed",
+    "TEMPLATE_VERSION", "LAYER_TEMPLATE_VERSION", "Sources", "LayerSources", "generation_key", "prototype", "render",
+    "render_layers",
 ]
 
-
-def _templates_dir() -> Path:
-    # An installed wheel carries the templates as package data in symconv/templates (pyproject.toml maps the
-    # repository's templates/ there); a source checkout or an editable install finds them at the repo root.
-    package = Path(__file__).resolve().parent.parent
-    packaged = package / "templates"
-    return packaged if packaged.is_dir() else package.parent / "templates"
-
-
-TEMPLATES_DIR: Final[Path] = _templates_dir()
-"""The one place templates are resolved from."""
 
 TEMPLATE_VERSION: Final = 8
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
+LAYER_TEMPLATE_VERSION: Final = 1
+"""Version of the data model between layer lowering and the layer templates; it enters the banner and the build."""
+
 MODULE_TEMPLATES: Final = {"c": "conv_module.c.j2", "h": "conv_module.h.j2", "cdef": "conv_module.cdef.j2"}
+LAYER_MODULE_TEMPLATES: Final = {"c": "layer_module.c.j2", "cdef": "layer_module.cdef.j2"}
 
 _ROLES: Final = {
     "x": "input",
@@ -69,38 +65,13 @@ class Sources:
         return {f"{self.prefix}.c": self.c, f"{self.prefix}.h": self.h, f"{self.prefix}.cdef": self.cdef}
 
 
-@cache
-def environment() -> jinja2.Environment:
-    """The Jinja environment: strict about undefined names, whitespace controlled by the templates.
+@dataclass(frozen=True)
+class LayerSources:
+    """The generated text of one module of layer kernels."""
 
-    >>> from symconv.codegen.lowering import Param
-    >>> params = [Param("x", (2,)), Param("y", (2,), output=True)]
-    >>> print(environment().get_template("prototype.c.j2").render(name="f", params=params, ctype="float"))
-    void f(const float *restrict x, float *restrict y)
-    <BLANKLINE>
-    """
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,  # C, not HTML
-    )
-
-
-def keyed(template: str, description: str, **context: Any) -> str:
-    """A standalone C template (no layer behind it: the peak benchmark, the checked calls) rendered with its
-    banner, whose key is a hash of the text itself.
-
-    >>> keyed("banner.c.j2", "a test").split("; ")[1][:4]
-    'key '
-    """
-    from ..version import __version__
-
-    text = environment().get_template(template).render(
-        version=__version__, template=template, key="-", description=description, **context)
-    return text.replace("key -;", "key " + hashlib.sha256(text.encode()).hexdigest()[:16] + ";", 1)
+    key: str
+    c: str
+    cdef: str
 
 
 def generation_key(spec: ConvSpec, dtype: str, strategy: str, fuse_relu: bool = False) -> str:
@@ -109,7 +80,6 @@ def generation_key(spec: ConvSpec, dtype: str, strategy: str, fuse_relu: bool = 
     >>> len(generation_key(ConvSpec((3, 3), (2, 2)), "float32", "unrolled"))
     16
     """
-    from ..version import __version__  # the package is initialised by the time anything renders
 
     recipe = {"version": __version__, "templates": TEMPLATE_VERSION, "spec": asdict(spec), "dtype": dtype,
               "strategy": strategy}
@@ -128,24 +98,32 @@ def _body(kernel: Kernel, printer: ConvCPrinter) -> dict[str, list[Any]]:
             (printer.entry(a.target), printer.doprint(a.value), a.label) for a in body.assignments
         ],
         # Inputs no equation reads: possible when dilation puts every tap of some pass on padding.
-        "unread": [p.name for p in kernel.params if not p.output and p.name not in read],
+        "unread": [a.name for a in kernel.inputs if a.name not in read],
     }
 
 
-def _kernel_view(kernel: Kernel, ctype: str, printer: ConvCPrinter, threads: bool) -> dict[str, Any]:
-    prototype = environment().get_template("prototype.c.j2").render(
-        name=kernel.name, params=kernel.params, ctype=ctype, threads=threads
-    )
+def prototype(kernel: Kernel, threads: bool = False) -> str:
+    """A kernel -> its C prototype (no semicolon), the one text the .c, the .h and the cdef share.
+
+    >>> from symconv.codegen.layer_lowering import ReLUOp, lower_layer
+    >>> prototype(lower_layer(ReLUOp((2, 3)), "float64").kernels[0])
+    'void relu_2x3_f64_forward(const double *restrict x, double *restrict y)'
+    """
+    text = environment().get_template("prototype.c.j2").render(name=kernel.name, args=kernel.args, threads=threads)
+    return text.rstrip("\n")
+
+
+def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[str, Any]:
     return {
         "family": kernel.family,
         "name": kernel.name,
-        "prototype": prototype.rstrip("\n"),
+        "prototype": prototype(kernel, threads),
         "body": None if kernel.body is None else _body(kernel, printer),
     }
 
 
-def _arrays(spec: ConvSpec) -> list[dict[str, Any]]:
-    shapes = {p.name: p.shape for params in signatures(spec).values() for p in params}
+def _arrays(spec: ConvSpec, dtype: str) -> list[dict[str, Any]]:
+    shapes = {a.name: a.shape for args in signatures(spec, dtype).values() for a in args}
     return [{"name": name, "shape": shapes[name], "role": role} for name, role in _ROLES.items()]
 
 
@@ -157,7 +135,6 @@ def render(plan: KernelPlan) -> Sources:
     >>> print(sources.cdef.splitlines()[-1])
     void conv_3x3_k2x2_f32_grad_bias(const float *restrict dy, float *restrict db);
     """
-    from ..version import __version__
 
     printer = ConvCPrinter(plan.arrays, plan.dtype)
     spec = plan.spec
@@ -171,7 +148,7 @@ def render(plan: KernelPlan) -> Sources:
         "ctype": plan.ctype,
         "rows": plan.rows,
         "cols": plan.cols,
-        "arrays": _arrays(spec),
+        "arrays": _arrays(spec, plan.dtype),
         "guard": f"SYMCONV_{plan.prefix.upper()}_H",
         "gemm_passes": plan.gemm_passes,
         "direct": {g.name: g for g in plan.direct},
@@ -179,10 +156,48 @@ def render(plan: KernelPlan) -> Sources:
         "grad_input_nhwc": plan.grad_input_nhwc,
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
-        "kernels": [_kernel_view(k, plan.ctype, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
+        "kernels": [_kernel_view(k, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
     }
     texts = {
         kind: environment().get_template(name).render(context, template=name)
         for kind, name in MODULE_TEMPLATES.items()
     }
     return Sources(prefix=plan.prefix, key=key, **texts)
+
+
+def _layer_key(plans: list[LayerPlan]) -> str:
+    recipe = {"version": __version__, "templates": LAYER_TEMPLATE_VERSION, "plans": [repr(p.op) for p in plans],
+              "dtypes": [p.dtype for p in plans]}
+    return hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
+
+
+def _layer_view(plan: LayerPlan) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "description": f"{plan.prefix}: {plan.op!r}",
+        "template": plan.template,
+        "ctype": plan.ctype,
+        "math_suffix": "f" if plan.dtype == "float32" else "",  # expf for float, exp for double
+        "constants": plan.constants,
+        "kernels": {k.family: {"name": k.name, "prototype": prototype(k)} for k in plan.kernels},
+    }
+    if isinstance(plan.op, AvgPoolOp):
+        # Printed by the SymPy C printer, so the literal carries the dtype's suffix (4.0f, 4.0).
+        view["divisor"] = ConvCPrinter({}, plan.dtype).doprint(sp.Float(plan.op.kernel[0] * plan.op.kernel[1]))
+    return view
+
+
+def render_layers(plans: list[LayerPlan]) -> LayerSources:
+    """The .c and the cffi cdef of one module holding every plan's kernels (duplicates dropped).
+
+    >>> from symconv.codegen.layer_lowering import ReLUOp, lower_layer
+    >>> sources = render_layers([lower_layer(ReLUOp((2, 3)), "float64")])
+    >>> print(sources.cdef.splitlines()[-1])
+    void relu_2x3_f64_backward(const double *restrict x, const double *restrict dy, double *restrict dx);
+    """
+    unique = list(dict.fromkeys(plans))
+    key = _layer_key(unique)
+    context = {"version": __version__, "key": key, "plans": [_layer_view(p) for p in unique],
+               "description": "; ".join(p.prefix for p in unique)}
+    texts = {kind: environment().get_template(name).render(context, template=name)
+             for kind, name in LAYER_MODULE_TEMPLATES.items()}
+    return LayerSources(key=key, **texts)

@@ -19,9 +19,9 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..symbolic import forms
 from ..symbolic.derive import ChainTerm, Derivation, Wrt, forward_taps
-from .latex_printer import VDOTS_ROW, ConvLatexPrinter, LatexOptions, elide, partial, pmatrix, sum_rows
 from ..symbolic.spec import ConvSpec, Pair
 from ..symbolic.symbols import GRAD_PREFIX, positions, to_numpy
+from .latex_printer import VDOTS_ROW, ConvLatexPrinter, LatexOptions, elide, partial, pmatrix, sum_rows
 
 __all__ = ["Section", "Op", "ClosedForm", "closed_form", "derivation_sections"]
 

@@ -9,16 +9,16 @@ textbooks without a bias are ``bias=False``), ``max_entries``, ``max_terms``, ``
 from __future__ import annotations
 
 import re
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import sympy as sp
 
+from ..proofs.conv import Counterexample, Proof, ProofReport
 from ..symbolic.derive import Derivation
+from ..symbolic.symbols import positions, to_numpy
 from .equations import derivation_sections
 from .latex_printer import VDOTS_ROW, ConvLatexPrinter, LatexOptions, elide, pmatrix, text
-from ..proofs.conv import Counterexample, Proof, ProofReport
-from ..symbolic.symbols import positions, to_numpy
 
 __all__ = ["latex", "LatexOptions", "proof_rows", "counterexample_rows"]
 
@@ -50,7 +50,7 @@ def latex(obj: Printable, **options: Any) -> str:
     raise TypeError(f"latex() prints a Derivation, Proof, ProofReport or sympy Array, not {type(obj).__name__}")
 
 
-def _aligned(rows: list[str]) -> str:
+def _aligned(rows: Sequence[str]) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 

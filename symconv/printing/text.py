@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from itertools import islice
-from typing import Iterator
+from typing import Iterator, Literal
 
 import sympy as sp
 
@@ -71,12 +71,13 @@ def derivation_text(d: Derivation, max_entries: int = 16) -> str:
     spec = d.spec
     out = [f"symconv: {spec.describe()}, output {spec.output_size[0]}x{spec.output_size[1]}", "", "Forward pass:"]
     out += limited(forward_lines(d), len(d.output))
-    for wrt, title in (("weight", "filter"), ("input", "input")):
+    passes: tuple[tuple[Literal["input", "weight", "bias"], str], ...] = (("weight", "filter"), ("input", "input"))
+    for wrt, title in passes:
         tensor = d.tensor(wrt)
         out += ["", f"Chain rule for the {title} gradient (every output, zero terms kept):"]
         chains = (line for index in positions(tensor.shape) for line in chain_rule_lines(d, wrt, index))
         out += limited(chains, 2 * len(tensor))
-    for wrt, title in (("weight", "filter"), ("input", "input"), ("bias", "bias")):
+    for wrt, title in passes + (("bias", "bias"),):
         out += ["", f"Gradient of the {title}:"]
         out += limited(gradient_lines(d, wrt), len(d.tensor(wrt)))
     return "\n".join(out)

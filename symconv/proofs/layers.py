@@ -21,7 +21,8 @@ import numpy as np
 import sympy as sp
 
 from ..symbolic.exact import is_zero, reduce_difference  # re-exported: the zero test the layer proofs rely on
-from ..symbolic.layers import Conv2d, Layer, MaxPool2d, ReLU, Shape, entrywise
+from ..symbolic.layer_symbols import parameter_letter, symbol_tensor
+from ..symbolic.layers import Layer, MaxPool2d, ReLU, Shape, entrywise
 from ..symbolic.losses import CrossEntropyLoss, Loss
 from .conv import Proof, Proofs, compare
 
@@ -62,27 +63,6 @@ class LayerProofReport(Proofs):
 
     def title(self) -> str:
         return self.subject + (f" (region: {self.region})" if self.region else "")
-
-
-def symbol_tensor(letter: str, shape: Shape, layer: Optional[int] = None) -> np.ndarray:
-    """Real symbols ``letter^{[layer]}_{ij}``, 1-based, axes of extent 1 left out, commas once an index is >= 10.
-
-    >>> symbol_tensor("W", (1, 3), layer=2)
-    array([[W^{[2]}_{1}, W^{[2]}_{2}, W^{[2]}_{3}]], dtype=object)
-    """
-    axes = [a for a, n in enumerate(shape) if n > 1]
-    comma = "," if any(shape[a] >= 10 for a in axes) else ""
-    top = "" if layer is None else f"^{{[{layer}]}}"
-    out = np.empty(shape, dtype=object)
-    for index in np.ndindex(*shape):
-        sub = comma.join(str(index[a] + 1) for a in axes)
-        out[index] = sp.Symbol(f"{letter}{top}_{{{sub}}}" if sub else f"{letter}{top}", real=True)
-    return out
-
-
-def parameter_letter(layer: Layer, name: str) -> str:
-    """F for a convolution's filter (as ``symbols``), W for a dense weight, b for biases."""
-    return "b" if name == "bias" else ("F" if isinstance(layer, Conv2d) else "W")
 
 
 def draw_rational(rng: np.random.Generator) -> sp.Rational:
@@ -226,6 +206,7 @@ def prove_layer(
                 [("grad_input", derived, at_point)],
             )
         )
+        assert branch is not None  # the piecewise layers have one
         if isinstance(layer, ReLU):
             proofs += _relu_proofs(backward)
             region = f"{int(branch.sum())} of {branch.size} inputs positive"

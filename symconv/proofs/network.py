@@ -17,16 +17,16 @@ no derivative; a given point there is refused, a random one redrawn.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 import sympy as sp
 
-from .layers import LayerProofReport, compare, draw_rational, gradient
+from ..symbolic.layer_symbols import exact_rational
 from ..symbolic.layers import MaxPool2d, ReLU, entrywise
 from .conv import Proof
+from .layers import LayerProofReport, compare, draw_rational, gradient
 
 if TYPE_CHECKING:  # network.py imports this module; the annotation alone needs the class
     from ..symbolic.network import NetworkDerivation
@@ -74,6 +74,8 @@ def region_pass(d: "NetworkDerivation", point: Mapping[sp.Symbol, sp.Rational]) 
 def _describe_region(d: "NetworkDerivation", region: RegionPass) -> str:
     parts = []
     for i, (layer, branch) in enumerate(zip(d.network.body, region.branches)):
+        if branch is None:  # a layer that is one polynomial has no branch to describe
+            continue
         if isinstance(layer, ReLU):
             parts.append(f"layer {i} ReLU: {int(branch.sum())} of {branch.size} positive")
         elif isinstance(layer, MaxPool2d):
@@ -88,18 +90,6 @@ def _exact_point(d: "NetworkDerivation", point: Mapping[sp.Symbol, Any]) -> dict
         raise ValueError(f"the point gives no value for {len(missing)} symbols, e.g. {missing[0]}")
     return {s: exact_rational(point[s], str(s)) for s in symbols}
 
-
-def exact_rational(value: Any, name: str) -> sp.Rational:
-    """A number as the exact rational it is (a float: the binary fraction it stores); NaN, inf and irrationals
-    are refused (``sympy.Rational(float("nan"))`` would silently give 0)."""
-    if isinstance(value, (float, np.floating)):
-        if not math.isfinite(value):
-            raise ValueError(f"the value for {name} is not finite: {value!r}")
-        return sp.Rational(float(value))
-    converted = sp.sympify(value)
-    if not converted.is_Rational:
-        raise ValueError(f"the value for {name} must be an exact rational or a finite float, got {value!r}")
-    return converted
 
 
 def _choose_region(

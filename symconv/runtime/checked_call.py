@@ -1,8 +1,8 @@
 """Checked calls: a kernel of a loaded module and its Python method -> one callable whose common case is checked
 and run in C (``templates/checked_call.c.j2``), ~0.1 µs of overhead where Python's checks cost ~1 µs.
 
-The C object takes a call only when every array is exactly an ndarray of the layer's dtype object, shape and
-layout and ``out`` lies apart from the inputs; it hands any other call, unchanged, to the Python method,
+The C object takes a call only when every array is exactly an ndarray of its argument's dtype object, shape
+and layout, every index array holds values in range and every output lies apart from the other arguments; it hands any other call, unchanged, to the Python method,
 which defines what every call means (it accepts subclasses and equal dtypes, and raises the errors). The
 extension is compiled once per Python, NumPy and compiler into the build cache, like the kernels.
 """
@@ -10,18 +10,21 @@ extension is compiled once per Python, NumPy and compiler into the build cache, 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import warnings
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..build.cache import DEFAULT_CFLAGS, BuildJob, CompilerError, build, environment_key, load_indexed
-from ..codegen.render import TEMPLATES_DIR, keyed
+from ..templating import TEMPLATES_DIR, keyed
+from ..version import __version__
+from .operands import KernelCall
 
 __all__ = ["checked_call_module", "checked_call"]
 
@@ -32,8 +35,6 @@ _TEMPLATE = "checked_call.c.j2"
 def checked_call_module(cache: os.PathLike[str] | str) -> Optional[ModuleType]:
     """The compiled extension in the build cache ``cache`` (built on first use), or None with a warning if it
     cannot be built: the kernels then run behind their Python checks, correct but slower per call."""
-    from ..version import __version__
-
     generator = f"symconv {__version__}; checked calls; numpy {np.__version__}"
     # A cache hit in a new process reads the index and loads the extension: no Jinja, no hashing of the text.
     templates = [(TEMPLATES_DIR / name).read_bytes() for name in (_TEMPLATE, "banner.c.j2")]
@@ -53,14 +54,21 @@ def checked_call_module(cache: os.PathLike[str] | str) -> Optional[ModuleType]:
         return None
 
 
-def checked_call(extension: ModuleType, where: str, module: ModuleType, function: str, threads: Optional[int],
-                 names: Sequence[str], dtype: np.dtype, shapes: Sequence[tuple[int, ...]],
-                 defaults: Sequence[Optional[np.ndarray]], fallback: Callable[..., np.ndarray]) -> Any:
-    """``fallback`` with its common case run in C: the cffi kernel ``function`` of ``module`` on arrays named
-    ``names`` (the output last, named ``out``) of ``shapes`` and ``dtype``. ``threads`` is the kernel's first
-    argument, or None if it takes none. ``defaults[i]``, if not None, is the array a missing or None input i
-    stands for (the zero bias of forward). The arrays in ``defaults`` must already have been checked."""
+def checked_call(extension: ModuleType, call: KernelCall, module: ModuleType,
+                 fallback: Callable[..., Any]) -> Any:
+    """``fallback`` (the Python method of ``call``) with its common case checked and run in C by ``extension``.
+
+    The method's parameters name the kernel's arguments in C order (inputs, then outputs: ``out`` first); a
+    default array of ``call`` (forward's zero bias) stands for a missing or None input in C as in Python.
+    """
     ffi, lib = module.ffi, module.lib
-    address = int(ffi.cast("uintptr_t", ffi.addressof(lib, function)))
-    return extension.CheckedCall(where, address, -1 if threads is None else threads, tuple(names), dtype,
-                                 tuple(tuple(shape) for shape in shapes), tuple(defaults), fallback, module)
+    code = fallback.__code__
+    names = code.co_varnames[1 if inspect.ismethod(fallback) else 0: code.co_argcount]
+    address = int(ffi.cast("uintptr_t", ffi.addressof(lib, call.kernel.name)))
+    operands = call.operands
+    return extension.CheckedCall(
+        call.where, address, -1 if call.threads is None else call.threads, tuple(names),
+        tuple(o.dtype for o in operands), tuple(o.shape for o in operands),
+        tuple(call.defaults[o.arg.name][0] if o.arg.name in call.defaults else None for o in operands),
+        tuple(-1 if o.arg.bound is None else o.arg.bound for o in operands), len(operands) - call.inputs,
+        fallback, module)

@@ -1,26 +1,25 @@
-"""Runtime: a loaded kernel module and NumPy arrays -> checked, zero-copy calls of the C kernels.
+"""Convolution kernels: a loaded kernel module and NumPy arrays -> ``ConvKernels``, checked zero-copy calls.
 
-Every argument is checked before any C runs (type, dtype, shape, C-contiguity, alignment, and for ``out``
-writability and no overlap with an input), so the kernels, which trust their fixed sizes, can never read or
-write outside an array. Each method is a Python function that checks with ``symconv.runtime.operands`` and calls the
-kernel through cffi; in front of it, a ``symconv.runtime.checked_call`` object takes the common case (exact ndarrays of
-the layer's dtype, shape and layout, ``out`` apart from the inputs) and runs the same checks and the kernel in
-C, ~0.1 µs in all where the Python checks cost ~1 µs, handing everything else to the Python function."""
+Every argument is checked before any C runs (``operands``: type, dtype, shape, C-contiguity, alignment, and for
+``out`` writability and no overlap with an input), so the kernels, which trust their fixed sizes, can never read or
+write outside an array. Each method is a Python function that checks through a ``KernelCall`` and calls the
+kernel through cffi; in front of it a ``checked_call`` object takes the common case and runs the same checks and
+the kernel in C, ~0.1 µs in all where the Python checks cost ~1 µs, handing everything else to the Python
+function. The other layers' kernels (``layer_kernels``) are called the same way."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from functools import partial
 from types import ModuleType
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .checked_call import checked_call
-from ..codegen.lowering import VECTOR_STRATEGIES, kernel_prefix, signatures
-from .operands import Operand, check_apart
+from ..codegen.lowering import VECTOR_STRATEGIES, kernels_of
 from ..symbolic.spec import ConvSpec
+from .checked_call import checked_call
+from .operands import KernelCall
 
 __all__ = ["ConvKernels", "default_threads"]
 
@@ -37,91 +36,36 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-Checked = Callable[[tuple[Any, ...], Optional[np.ndarray]], np.ndarray]
-"""A kernel behind its Python checks: (input arrays, out or None) -> out."""
-
-
-def _pointers(where: str, ops: tuple[Operand, ...], arrays: tuple[Any, ...], out: Optional[np.ndarray],
-              zero_bias: Optional[tuple[np.ndarray, Any]]) -> tuple[np.ndarray, list[Any]]:
-    """Check ``arrays`` and ``out`` (None: a new array) against ``ops``; return ``out`` and every pointer."""
-    *inputs, out_op = ops
-    pointers = []
-    for operand, array in zip(inputs, arrays):
-        if array is None and operand.name == "b" and zero_bias is not None:
-            pointers.append(zero_bias[1])  # no bias: the zeros, as the C forward always adds one
-        else:
-            pointers.append(operand.read(array))
-    if out is None:
-        out, pointer = out_op.fresh()
-    else:
-        pointer = out_op.write(out)
-        check_apart(where, pointer, out_op, tuple(zip(pointers, inputs)))
-    return out, pointers + [pointer]
-
-
-def _checked(where: str, ops: tuple[Operand, ...], call: Callable[..., Any],
-             zero_bias: Optional[tuple[np.ndarray, Any]]) -> Checked:
-    def checked(arrays: tuple[Any, ...], out: Optional[np.ndarray]) -> np.ndarray:
-        out, pointers = _pointers(where, ops, arrays, out, zero_bias)
-        if call(*pointers):
-            raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
-        return out
-
-    return checked
-
-
-def _methods(checked: dict[str, Checked]) -> dict[str, Callable[..., np.ndarray]]:
+def _methods(calls: dict[str, KernelCall]) -> dict[str, Callable[..., np.ndarray]]:
     """The methods with their documented parameters (``checked_call`` takes keywords by these names too)."""
-    forward, forward_relu = checked["forward"], checked.get("forward_relu")
-    grad_input, grad_weight, grad_bias = checked["grad_input"], checked["grad_weight"], checked["grad_bias"]
+    forward, forward_relu = calls["forward"], calls.get("forward_relu")
+    grad_input, grad_weight, grad_bias = calls["grad_input"], calls["grad_weight"], calls["grad_bias"]
 
     def conv(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
              out: Optional[np.ndarray] = None) -> np.ndarray:
-        return forward((x, w, b), out)
+        return forward.run((x, w, b), (out,))
 
     def conv_relu(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                   out: Optional[np.ndarray] = None) -> np.ndarray:
         if forward_relu is None:
             raise RuntimeError("forward_relu: these kernels were compiled without it; pass fuse_relu=True to "
                                "compile_conv")
-        return forward_relu((x, w, b), out)
+        return forward_relu.run((x, w, b), (out,))
 
     def input_gradient(dy: np.ndarray, w: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        return grad_input((dy, w), out)
+        return grad_input.run((dy, w), (out,))
 
     def weight_gradient(x: np.ndarray, dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        return grad_weight((x, dy), out)
+        return grad_weight.run((x, dy), (out,))
 
     def bias_gradient(dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-        return grad_bias((dy,), out)
+        return grad_bias.run((dy,), (out,))
 
-    methods = {"forward": conv, "forward_relu": conv_relu, "grad_input": input_gradient,
+    methods: dict[str, Callable[..., np.ndarray]] = {"forward": conv, "forward_relu": conv_relu, "grad_input": input_gradient,
                "grad_weight": weight_gradient, "grad_bias": bias_gradient}
     for name, method in methods.items():
         method.__name__ = method.__qualname__ = name
     return methods
-
-
-def _bound_call(where: str, ops: tuple[Operand, ...], call: Callable[..., Any], arrays: tuple[Any, ...],
-                out: Any, zero_bias: Optional[tuple[np.ndarray, Any]]) -> Callable[[], np.ndarray]:
-    """``ConvKernels.bind``: every argument checked once, then a call of the kernel on the same memory."""
-    if len(arrays) != len(ops) - 1:
-        names = ", ".join(op.name for op in ops[:-1])
-        raise TypeError(f"{where}: bind takes the {len(ops) - 1} input arrays ({names}) and out=, got {len(arrays)}")
-    if out is None:
-        raise ops[-1].problem(out)  # a new array per call is what bind exists to avoid
-    out, pointers = _pointers(where, ops, arrays, out, zero_bias)
-    # from_buffer holds a buffer export of each array: its memory stays allocated and in place (NumPy refuses to
-    # resize an exported array) for as long as this call exists, so nothing is left to check per call.
-    run_kernel = partial(call, *pointers)
-
-    def bound() -> np.ndarray:
-        if run_kernel():
-            raise MemoryError(f"{where}: the kernel could not allocate its scratch memory")
-        return out
-
-    bound.__name__ = bound.__qualname__ = f"{where}_bound"
-    return bound
 
 
 _BORROWABLE = ("grad_input", "grad_weight", "grad_bias")
@@ -132,8 +76,8 @@ class ConvKernels:
     """The forward pass and the three gradients of one layer, compiled for one dtype.
 
     Every method takes C-contiguous NumPy arrays of the layer's dtype in PyTorch layout and returns a new
-    array, or fills and returns ``out``; every argument is checked before the kernel runs (inputs as
-    ``Operand.read``, ``out`` as ``Operand.write`` and against overlap with the inputs):
+    array, or fills and returns ``out``; every argument is checked before the kernel runs (``Operand.pointer``, and
+    ``out`` against overlap with the inputs):
 
     - ``forward(x, w, b=None, out=None)``: y = conv(x, w) + b, shape (N, K, Ho, Wo); ``b=None`` means no bias.
     - ``forward_relu(x, w, b=None, out=None)``: max(forward, 0) in one kernel (compiled with ``fuse_relu``).
@@ -163,38 +107,24 @@ class ConvKernels:
     grad_input: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_weight: Callable[..., np.ndarray] = field(init=False, repr=False)
     grad_bias: Callable[..., np.ndarray] = field(init=False, repr=False)
-    _kernels: dict[str, tuple[tuple[Operand, ...], Callable[..., Any]]] = field(init=False, repr=False)
-    _zero_bias: tuple[np.ndarray, Any] = field(init=False, repr=False)
+    _calls: dict[str, KernelCall] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        ffi, lib = self.module.ffi, self.module.lib
-        prefix = kernel_prefix(self.spec, self.dtype.name)
-        sig = signatures(self.spec)
-        if self.fuse_relu:
-            sig["forward_relu"] = sig["forward"]
-        ops = {family: tuple(Operand(family, p, self.dtype, ffi) for p in params) for family, params in sig.items()}
-        calls = {family: getattr(lib, f"{prefix}_{family}") for family in ops}
-        if self.strategy in VECTOR_STRATEGIES:  # these take the thread count first (partial binds it in C, no frame)
-            calls = {family: partial(call, self.threads) for family, call in calls.items()}
+        lib = self.module.lib
+        plan_kernels = {k.family: k for k in kernels_of(self.spec, self.dtype.name, self.fuse_relu)}
+        threads = self.threads if self.strategy in VECTOR_STRATEGIES else None
         zeros = np.zeros(self.spec.out_channels, self.dtype)
         zeros.flags.writeable = False
-        # The C forward always adds a bias; b=None passes this one, kept alive by the closure with its pointer.
-        zero_bias = (zeros, ops["forward"][2].read(zeros))
-        checked = {family: _checked(family, ops[family], calls[family], zero_bias if family.startswith("forward")
-                                    else None) for family in ops}
-        methods = _methods(checked)
+        # The C forward always adds a bias; b=None passes these zeros, kept alive by the calls with their pointer.
+        calls = {family: KernelCall(family, kernel, getattr(lib, kernel.name), self.module.ffi, threads,
+                                    {"b": zeros} if family.startswith("forward") else None)
+                 for family, kernel in plan_kernels.items()}
+        methods = _methods(calls)
         if self.checked is not None:  # the common case of each method checked and run in C
-            threads = self.threads if self.strategy in VECTOR_STRATEGIES else None
-            for family in ops:
-                method = methods[family]
-                names = method.__code__.co_varnames[:method.__code__.co_argcount]
-                methods[family] = checked_call(
-                    self.checked, family, self.module, f"{prefix}_{family}", threads, names, self.dtype,
-                    [op.shape for op in ops[family]], [zeros if op.name == "b" else None for op in ops[family]],
-                    method)
+            for family, call in calls.items():
+                methods[family] = checked_call(self.checked, call, self.module, methods[family])
         for name, method in methods.items():
             object.__setattr__(self, name, method)
-        kernels = {family: (ops[family], calls[family]) for family in ops}
         for family, other in self.borrowed:
             if family not in _BORROWABLE:
                 raise ValueError(f"borrowed: family must be one of {_BORROWABLE}, got {family!r}")
@@ -203,9 +133,8 @@ class ConvKernels:
                                  f"not of this layer")
             other = other if other.threads == self.threads else other.with_threads(self.threads)
             object.__setattr__(self, family, getattr(other, family))
-            kernels[family] = other._kernels[family]
-        object.__setattr__(self, "_kernels", kernels)
-        object.__setattr__(self, "_zero_bias", zero_bias)
+            calls[family] = other._calls[family]
+        object.__setattr__(self, "_calls", calls)
 
     def bind(self, family: str, *arrays: Any, out: np.ndarray) -> Callable[[], np.ndarray]:
         """The kernel ``family`` on these arrays, checked once: a call without arguments that runs it and
@@ -228,12 +157,10 @@ class ConvKernels:
         >>> x += 1; float(step()[0, 0, 0, 0])
         12.0
         """
-        if family not in self._kernels:
-            raise ValueError(f"bind: family must be one of {sorted(self._kernels)}, got {family!r}"
+        if family not in self._calls:
+            raise ValueError(f"bind: family must be one of {sorted(self._calls)}, got {family!r}"
                              + ("" if family != "forward_relu" else " (compile with fuse_relu=True)"))
-        operands, call = self._kernels[family]
-        zero_bias = self._zero_bias if family.startswith("forward") else None
-        return _bound_call(family, operands, call, arrays, out, zero_bias)
+        return self._calls[family].bind(arrays, (out,))
 
     @property
     def strategies(self) -> dict[str, str]:

@@ -1,7 +1,7 @@
-"""Compiled network: a ``Network`` and a dtype -> ``CompiledNetwork``, its forward, loss, backward and SGD step in generated C.
+"""Compiled network: a ``Network`` and its layers' kernels -> ``CompiledNetwork``: forward, loss, backward, SGD step.
 
-Every forward and backward computation runs in symconv's kernels: convolutions through ``compile_conv``, every
-other layer and the loss through ``layer_codegen.compile_layers`` (one module for the whole network). NumPy only
+Every forward and backward computation runs in symconv's kernels (``pipeline.compile_network`` compiles them:
+convolutions through ``compile_conv``, every other layer and the loss in one module through ``compile_layers``). NumPy only
 allocates, reshapes (``Flatten`` is a view) and applies the SGD update. Shapes, the batch size included, are
 compile-time constants: ``forward``, ``loss``, ``backward`` and ``step`` take batches of exactly the network's
 ``input_shape``; ``predict`` takes any number of samples (in padded batches).
@@ -9,21 +9,16 @@ compile-time constants: ``forward``, ``loss``, ``backward`` and ``step`` take ba
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from ..pipeline import compile_conv
-from ..codegen.layer_render import compile_layers
-from ..codegen.layer_lowering import AvgPoolOp, CrossEntropyOp, DenseOp, LayerOp, MaxPoolOp, MSEOp, ReLUOp
-from .layer_kernels import LayerKernels
-from ..symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
-from ..symbolic.losses import CrossEntropyLoss, MSELoss
+from ..symbolic.losses import CrossEntropyLoss
 from ..symbolic.network import Network
+from .layer_kernels import LayerKernels
 
-__all__ = ["compile_network", "CompiledNetwork", "NetworkGradients"]
+__all__ = ["CompiledNetwork", "NetworkGradients", "Stage", "own_params"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +31,7 @@ class NetworkGradients:
 
 
 @dataclass(frozen=True)
-class _Stage:
+class Stage:
     """One layer bound to its kernels: ``kind`` picks the calls, ``kernels`` is ConvKernels or LayerKernels."""
 
     index: int
@@ -75,29 +70,15 @@ class _Stage:
         return dy.reshape(x.shape), {}  # flatten
 
 
-def _layer_op(layer: Layer, shape: tuple[int, ...]) -> Optional[LayerOp]:
-    if isinstance(layer, ReLU):
-        return ReLUOp(shape)
-    if isinstance(layer, (MaxPool2d, AvgPool2d)):
-        op = MaxPoolOp if isinstance(layer, MaxPool2d) else AvgPoolOp
-        return op(shape, layer.kernel_size, layer.stride, layer.padding)  # type: ignore[arg-type]
-    if isinstance(layer, Dense):
-        return DenseOp(shape[0], shape[1], layer.out_features)
-    return None
-
-
-_KINDS = {ReLU: "relu", MaxPool2d: "maxpool", AvgPool2d: "avgpool", Dense: "dense", Conv2d: "conv", Flatten: "flatten"}
-
-
 @dataclass(frozen=True, eq=False)
 class CompiledNetwork:
     """A ``Network`` whose passes run in generated C; ``params`` (keyed ``"0.weight"``, ... as PyTorch's
-    ``nn.Sequential``) are owned arrays that ``step`` updates in place. Build it with ``compile_network``."""
+    ``nn.Sequential``) are owned arrays that ``step`` updates in place. Build it with ``symconv.pipeline.compile_network``."""
 
     network: Network
     dtype: np.dtype
     params: dict[str, np.ndarray] = field(repr=False)
-    _stages: tuple[_Stage, ...] = field(repr=False)
+    _stages: tuple[Stage, ...] = field(repr=False)
     _loss: LayerKernels = field(repr=False)
 
     @property
@@ -153,7 +134,7 @@ class CompiledNetwork:
         grads: dict[str, np.ndarray] = {}
         for i in reversed(range(len(self._stages))):
             need = input_gradient or i > 0  # the first layer's dE/dx is only the caller's to ask for
-            grad, local = self._stages[i].backward(inputs[i], caches[i], grad, self.params, need)  # type: ignore[arg-type]
+            grad, local = self._stages[i].backward(inputs[i], caches[i], grad, self.params, need)
             grads.update(local)
         return NetworkGradients(loss, grad if input_gradient else None, {k: grads[k] for k in self.params})
 
@@ -183,7 +164,8 @@ class CompiledNetwork:
         return np.concatenate(outputs)
 
 
-def _check_params(network: Network, params: Mapping[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
+def own_params(network: Network, params: Mapping[str, np.ndarray], dtype: np.dtype) -> dict[str, np.ndarray]:
+    """A network's parameters -> private C-contiguous copies in ``dtype`` (``step`` updates them in place)."""
     expected = network.parameter_shapes()
     if set(params) != set(expected):
         raise ValueError(f"params must have the keys {sorted(expected)}, got {sorted(params)}")
@@ -194,56 +176,3 @@ def _check_params(network: Network, params: Mapping[str, np.ndarray], dtype: np.
             raise ValueError(f"params[{key!r}] must have shape {shape}, got {value.shape}")
         owned[key] = np.array(value, dtype=dtype, order="C")  # a private copy: step updates it in place
     return owned
-
-
-def compile_network(network: Network, dtype: str = "float32", *, params: Optional[Mapping[str, np.ndarray]] = None,
-                    seed: int = 0, cflags: Optional[Sequence[str]] = None, arch: str = "native",
-                    threads: Optional[int] = None, fuse: bool = True,
-                    cache_dir: Optional[os.PathLike[str] | str] = None) -> CompiledNetwork:
-    """Compile every layer and the loss of ``network`` for ``dtype`` (``"float32"`` or ``"float64"``).
-
-    ``params`` are copied (converted to ``dtype``); by default ``network.init_params(seed)``. ``cflags``,
-    ``arch`` and ``cache_dir`` go to every build (as for ``compile_conv``), ``threads`` to the convolutions.
-    ``fuse`` runs each convolution followed by a ReLU as one fused kernel (``ConvKernels.forward_relu``),
-    which measured 0.6-0.96x the time of the two separately.
-
-    >>> from symconv.symbolic.layers import Flatten, Dense
-    >>> from symconv.symbolic.losses import MSELoss
-    >>> compile_network(Network([Flatten(), Dense(2), MSELoss()], (1, 3)), "float16")
-    Traceback (most recent call last):
-    ...
-    ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
-    """
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be one of ['float32', 'float64'], got {dtype!r}")
-    owned = _check_params(network, network.init_params(seed) if params is None else params, np.dtype(dtype))
-    body, shapes = network.body, network.shapes
-    ops: list[LayerOp] = []
-    for i, layer in enumerate(body):
-        if type(layer) not in _KINDS:
-            raise NotImplementedError(f"layer {i} ({layer.describe()}) has no compiled kernels")
-        op = _layer_op(layer, shapes[i])
-        if op is not None:
-            ops.append(op)
-    out_shape = shapes[-1]
-    if isinstance(network.loss, CrossEntropyLoss):
-        ops.append(CrossEntropyOp(out_shape[0], out_shape[1]))
-    elif isinstance(network.loss, MSELoss):
-        ops.append(MSEOp(out_shape))
-    else:
-        raise NotImplementedError(f"loss {network.loss.describe()} has no compiled kernels")
-    built = iter(compile_layers(ops, dtype, cflags=cflags, arch=arch, cache_dir=cache_dir))  # one module
-    fused = {i for i in range(len(body) - 1) if fuse and isinstance(body[i], Conv2d) and isinstance(body[i + 1], ReLU)}
-    stages = []
-    for i, layer in enumerate(body):
-        kind = _KINDS[type(layer)]
-        if kind == "conv":
-            spec = layer.spec(shapes[i])  # type: ignore[attr-defined]
-            kernels = compile_conv(spec, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir,
-                                   fuse_relu=i in fused)
-            kind = "conv_relu" if i in fused else kind
-        else:
-            kernels = None if kind == "flatten" else next(built)
-            kind = "relu_fused" if i - 1 in fused else kind
-        stages.append(_Stage(i, kind, kernels, shapes[i + 1]))
-    return CompiledNetwork(network, np.dtype(dtype), owned, tuple(stages), next(built))

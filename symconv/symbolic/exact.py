@@ -23,14 +23,14 @@ def _ring(symbols: tuple[sp.Symbol, ...]) -> sp.polys.rings.PolyRing:
     return sp.ring(symbols, sp.QQ)[0]
 
 
-def reduce_difference(expr: object) -> sp.Expr:
+def reduce_difference(given: object) -> sp.Expr:
     """A canonical form that is 0 iff ``expr`` is identically 0: the expanded polynomial, or for expressions with
     ``exp`` and fractions, the expanded numerator over the denominator with every ``exp(z)`` an independent unknown.
 
     A rational function of independent unknowns that vanishes identically vanishes whatever values they take, so
     replacing the exp atoms keeps the test sound; it is exact throughout (no floats, no ``simplify``).
     """
-    expr = sp.sympify(expr)
+    expr: sp.Expr = sp.sympify(given)
     if expr.is_Rational:
         return expr
     if not _is_rational_function(expr):

@@ -125,7 +125,7 @@ class Layer(ABC):
 def four_d(layer: Layer, shape: Shape) -> tuple[int, int, int, int]:
     if len(shape) != 4:
         raise ValueError(f"{layer.describe()} needs an (N, C, H, W) input, got shape {shape}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def fmt_pair(pair: Pair) -> str:

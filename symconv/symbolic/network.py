@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 import numpy as np
 import sympy as sp
 
-from ..proofs.layers import parameter_letter, symbol_tensor
+from .layer_symbols import exact_rational, parameter_letter, symbol_tensor
 from .layers import Grads, Layer, Shape
 from .losses import CrossEntropyLoss, Loss, MSELoss
-from ..proofs.network import NetworkProofReport, exact_rational, prove_network
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # what the conveniences of the higher stages (prove, compile) return
+    from ..proofs.network import NetworkProofReport
     from ..runtime.network import CompiledNetwork
 
 __all__ = ["Network", "NetworkDerivation", "ReferenceTrace", "ReferenceGradients"]
@@ -252,19 +252,21 @@ class Network:
 
     def prove(
         self, point: Optional[Mapping[sp.Symbol, Any]] = None, seed: int = 0, target: Optional[Sequence[int]] = None
-    ) -> NetworkProofReport:
+    ) -> "NetworkProofReport":
         """Prove that layer-by-layer backpropagation is SymPy's derivative of the whole loss, exactly, on a region.
 
         The region is the one holding ``point`` (exact values for every free symbol, e.g. from
-        ``derive().point_from``) or a seeded random rational point; see ``network_proofs``.
+        ``derive().point_from``) or a seeded random rational point; see ``symconv.proofs.network``.
         """
+        from ..proofs.network import prove_network  # imported on use: a convenience of a higher stage
+
         return prove_network(self.derive(target), point, seed)
 
     def compile(self, dtype: str = "float32", **options: Any) -> "CompiledNetwork":
         """The network in generated C: forward, loss, backward and SGD steps.
 
-        ``options`` go to ``compiled_network.compile_network``: params, seed, cflags, arch, threads, cache_dir.
+        ``options`` go to ``symconv.pipeline.compile_network``: params, seed, cflags, arch, threads, cache_dir.
         """
-        from ..runtime.network import compile_network  # imported on use: it compiles C
+        from ..pipeline import compile_network  # imported on use: a convenience of a higher stage, as _repr_latex_
 
         return compile_network(self, dtype, **options)

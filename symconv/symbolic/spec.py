@@ -34,7 +34,7 @@ def _as_count(field: str, value: object) -> int:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ConvSpec:
     """One 2-D convolution layer of fixed shape (PyTorch conventions).
 
@@ -51,19 +51,21 @@ class ConvSpec:
 
     input_size: Pair
     kernel_size: Pair
-    stride: IntOrPair = 1
-    padding: IntOrPair = 0
-    dilation: IntOrPair = 1
-    in_channels: int = 1
-    out_channels: int = 1
-    batch: int = 1
-    flip: bool = False
+    stride: Pair
+    padding: Pair
+    dilation: Pair
+    in_channels: int
+    out_channels: int
+    batch: int
+    flip: bool
 
-    def __post_init__(self) -> None:
-        pairs = {
-            name: as_pair(name, getattr(self, name))
-            for name in ("input_size", "kernel_size", "stride", "padding", "dilation")
-        }
+    # Written out rather than generated: the sizes are given as an int or a pair, and stored as pairs.
+    def __init__(self, input_size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1, padding: IntOrPair = 0,
+                 dilation: IntOrPair = 1, in_channels: int = 1, out_channels: int = 1, batch: int = 1,
+                 flip: bool = False) -> None:
+        given = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride, "padding": padding,
+                 "dilation": dilation}
+        pairs = {name: as_pair(name, value) for name, value in given.items()}
         for name in ("input_size", "kernel_size", "stride", "dilation"):
             if min(pairs[name]) < 1:
                 raise ValueError(f"{name} must be >= 1 on each axis, got {pairs[name]}")
@@ -71,10 +73,12 @@ class ConvSpec:
             raise ValueError(f"padding must be >= 0 on each axis, got {pairs['padding']}")
         for name, value in pairs.items():
             object.__setattr__(self, name, value)
-        for name in ("in_channels", "out_channels", "batch"):
-            object.__setattr__(self, name, _as_count(name, getattr(self, name)))
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"flip must be a bool, got {self.flip!r}")
+        counts = {"in_channels": in_channels, "out_channels": out_channels, "batch": batch}
+        for name, count in counts.items():
+            object.__setattr__(self, name, _as_count(name, count))
+        if not isinstance(flip, bool):
+            raise ValueError(f"flip must be a bool, got {flip!r}")
+        object.__setattr__(self, "flip", flip)
 
         for axis in (0, 1):
             k_eff, p = self.effective_kernel[axis], self.padding[axis]
@@ -134,7 +138,7 @@ class ConvSpec:
 
     def with_stride(self, stride: IntOrPair) -> "ConvSpec":
         """The same layer with another stride."""
-        return replace(self, stride=stride)
+        return replace(self, stride=as_pair("stride", stride))
 
     def describe(self) -> str:
         """A short human-readable summary, e.g. ``3x3 input, 2x2 kernel, stride 1``."""

@@ -5,8 +5,9 @@ side by side: every sample of every (strategy, pass) is taken round-robin (``ben
 of them see the same state of a shared, noisy machine. The winners are written to ``tuned/<key>.json`` in the
 build cache, next to the compiled modules; ``<key>`` is a sha256 of the layer, the dtype, the thread count,
 the candidates, the compiler flags, the build environment, this CPU and the generator's sources, so a later
-``tune`` with the same inputs reads the record and times nothing. ``compile_conv(spec, dtype, "tuned")``
-assembles one ``ConvKernels`` from the winners (``tuned_kernels``).
+``tune`` with the same inputs reads the record and times nothing. ``compile_conv(spec, dtype, tuning.winners)``
+assembles one ``ConvKernels`` from the winners (``tuned_kernels`` does both). The tuner sits above the driver
+(``symconv.pipeline``) and calls it; the driver never calls up into the tuner.
 """
 
 from __future__ import annotations
@@ -15,22 +16,23 @@ import hashlib
 import json
 import math
 import os
-import threading
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import benchmark
-from .. import pipeline as codegen
+from .. import pipeline
 from ..build.cache import cache_root, environment_key, flags_key, host_fingerprint, locked, write_atomic
-from ..codegen.lowering import CTYPES, STRATEGIES, UNROLL_LIMIT, multiply_adds
-from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
+from ..codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
+from ..codegen.plan import check_dtype
 from ..runtime.kernels import ConvKernels
+from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
 from ..symbolic.spec import ConvSpec
+from ..version import __version__
+from . import benchmark
 
 __all__ = ["Tuning", "TuningError", "TIMED_PASSES", "SAMPLES", "SAMPLE_SECONDS", "default_candidates", "tune",
            "tuned_kernels"]
@@ -44,7 +46,7 @@ SAMPLE_SECONDS: Final = 0.004
 """Each sample repeats its call for about this long (timer resolution, loop overhead)."""
 _BUDGET: Final = 1.0  # seconds per (strategy, pass): only a pathologically slow candidate gets fewer samples
 _FORMAT: Final = 1  # version of the record's layout; it enters the key
-_UNIT_ROUNDOFF: Final = {"float32": codegen.FLOAT32_UNIT_ROUNDOFF, "float64": 2.0**-53}
+_UNIT_ROUNDOFF: Final = {"float32": pipeline.FLOAT32_UNIT_ROUNDOFF, "float64": 2.0**-53}
 
 
 class TuningError(RuntimeError):
@@ -146,13 +148,11 @@ def _check_agreement(spec: ConvSpec, dtype: str, kernels: Mapping[str, ConvKerne
 
 def _record_key(spec: ConvSpec, dtype: str, threads: int, candidates: tuple[str, ...], flags: tuple[str, ...],
                 ldflags: tuple[str, ...]) -> str:
-    from ..version import __version__
-
     # Timings belong to this CPU whatever the flags: the host's fingerprint enters even without -march=native.
     recipe = {"format": _FORMAT, "symconv": __version__, "spec": asdict(spec), "dtype": dtype, "threads": threads,
               "candidates": list(candidates), **flags_key(flags), "ldflags": list(ldflags),
               "environment": environment_key(), "machine": host_fingerprint(),
-              "generator": codegen.generator_fingerprint()}
+              "generator": pipeline.generator_fingerprint()}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
@@ -223,10 +223,9 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     """
     if not isinstance(spec, ConvSpec):
         raise TypeError(f"spec must be a ConvSpec, got {type(spec).__name__}")
-    if dtype not in CTYPES:
-        raise ValueError(f"dtype must be one of {sorted(CTYPES)}, got {dtype!r}")
+    check_dtype(dtype)
     chosen = _candidates(spec, candidates)
-    flags, ldflags, count = codegen.build_options(cflags, arch, threads)
+    flags, ldflags, count = pipeline.build_options(cflags, arch, threads)
     cache = cache_root(cache_dir)
     key = _record_key(spec, dtype, count, chosen, flags, ldflags)
     path = cache / "tuned" / f"{key}.json"
@@ -234,7 +233,7 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
         found = None if retune else _read_record(path, spec, dtype, count, chosen)
         if found is not None:
             return found
-        kernels = {s: codegen.compile_conv(spec, dtype, s, cflags=cflags, arch=arch, threads=count,
+        kernels = {s: pipeline.compile_conv(spec, dtype, s, cflags=cflags, arch=arch, threads=count,
                                            cache_dir=cache_dir) for s in chosen}
         a = benchmark.arguments(spec, dtype)
         _check_agreement(spec, dtype, kernels, a)
@@ -249,33 +248,18 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     return Tuning(spec, dtype, count, chosen, winners, seconds, path)
 
 
-_assembled: dict[tuple[object, ...], ConvKernels] = {}
-_assembled_lock = threading.Lock()
-
-
 def tuned_kernels(spec: ConvSpec, dtype: str = "float32", *, cflags: Optional[Sequence[str]] = None,
                   arch: str = "native", threads: Optional[int] = None,
                   cache_dir: Optional[os.PathLike[str] | str] = None, fuse_relu: bool = False) -> ConvKernels:
-    """``compile_conv(spec, dtype, "tuned", ...)``: one ``ConvKernels`` whose every pass runs its winner.
+    """``tune``, then ``compile_conv(spec, dtype, tuning.winners, ...)``: one ``ConvKernels`` whose every pass
+    runs its winner.
 
-    ``tune`` runs first (or reads its record). ``.strategy``, ``.module`` and ``forward``/``forward_relu``
-    (compiled with ``fuse_relu``) are those of the forward pass's winner; ``grad_input``, ``grad_weight`` and
-    ``grad_bias`` are the methods of their winners' own ``ConvKernels`` (whose closures keep their modules
-    loaded; ``.strategies`` names each pass's). ``tune`` with the same arguments returns the ``Tuning`` behind
-    it. A second call with the same arguments returns the same object, unless a retune changed the winners.
+    ``.strategy``, ``.module`` and ``forward``/``forward_relu`` (compiled with ``fuse_relu``) are those of the
+    forward pass's winner; ``grad_input``, ``grad_weight`` and ``grad_bias`` are the methods of their winners'
+    own ``ConvKernels`` (whose closures keep their modules loaded; ``.strategies`` names each pass's). ``tune``
+    with the same arguments returns the ``Tuning`` behind it. A second call with the same arguments returns the
+    same object, unless a retune changed the winners.
     """
     tuning = tune(spec, dtype, threads=threads, arch=arch, cflags=cflags, cache_dir=cache_dir)
-    fuse_relu = bool(fuse_relu)
-    memo = (str(tuning.record), tuple(sorted(tuning.winners.items())), fuse_relu)
-    kernels = _assembled.get(memo)
-    if kernels is not None:
-        return kernels
-    options: dict[str, Any] = dict(cflags=cflags, arch=arch, threads=tuning.threads, cache_dir=cache_dir)
-    first = tuning.winners["forward"]
-    kernels = codegen.compile_conv(spec, dtype, first, fuse_relu=fuse_relu, **options)
-    others = {name: tuning.winners[name] for name in _ALL_PASSES[1:] if tuning.winners[name] != first}
-    if others:
-        kernels = replace(kernels, borrowed=tuple(
-            (name, codegen.compile_conv(spec, dtype, strategy, **options)) for name, strategy in others.items()))
-    with _assembled_lock:
-        return _assembled.setdefault(memo, kernels)
+    return pipeline.compile_conv(spec, dtype, tuning.winners, cflags=cflags, arch=arch, threads=tuning.threads,
+                                 cache_dir=cache_dir, fuse_relu=fuse_relu)

@@ -10,9 +10,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from ..symbolic.derive import derive
-from ..codegen.lowering import CTYPES, kernel_prefix, multiply_adds
+from ..codegen.lowering import kernel_prefix, multiply_adds
+from ..codegen.plan import CTYPES
 from ..proofs.conv import prove
+from ..symbolic.derive import derive
 from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
 from ..symbolic.spec import ConvSpec
 from ..symbolic.symbols import positions
@@ -183,6 +184,7 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
     from ..pipeline import compile_conv
     from .peak import peak_gflops
 
+    torch: Any
     try:
         import torch
     except ImportError:  # optional: its columns are left empty

@@ -15,8 +15,9 @@ import time
 from typing import Any, Optional
 
 from ..build.cache import DEFAULT_CFLAGS, BuildJob, build, cache_root, target_flags
-from ..codegen.lowering import CTYPES
-from ..codegen.render import keyed
+from ..codegen.plan import CTYPES
+from ..templating import keyed
+from ..version import __version__
 
 __all__ = ["peak_gflops"]
 
@@ -24,8 +25,6 @@ _TEMPLATES = {"c": "peak_fma.c.j2", "cdef": "peak_fma.cdef.j2"}
 
 
 def _module(dtype: str, arch: str, cache_dir: Optional[os.PathLike[str] | str]) -> tuple[Any, str]:
-    from ..version import __version__
-
     ctype = CTYPES[dtype]
     text = {kind: keyed(name, f"{dtype} peak", ctype=ctype) for kind, name in _TEMPLATES.items()}
     cflags, ldflags = target_flags(DEFAULT_CFLAGS, arch)
