@@ -74,8 +74,12 @@ def check_budget(spec: ConvSpec, max_terms: Optional[int], what: str, keyword: s
     found = estimate(spec)
     if found.terms > limit:
         raise TermLimitError(
-            f"{what} of {spec.describe()} would create {found.terms:,} terms (about {found.bytes / 1e6:,.0f} MB), "
+            f"{what} of {spec.describe()} would create {found.terms:,} terms (about {_size(found.bytes)}), "
             f"over the limit of {limit:,}; raise it with --max-terms or {keyword}=, "
             f"or prove every size without expanding anything with `symconv prove --all-sizes`"
         )
     return found
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:,.0f} MB" if count >= 10**6 else f"{count / 1e3:,.0f} kB"
