@@ -95,9 +95,9 @@ class ProgressBar:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         filled = self.WIDTH * done // max(total, 1)
+        self.shown = True  # before writing: a Ctrl-C during the write must still erase the half-drawn bar
         self.stream.write(f"\r{stage:>6} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * done // max(total, 1):3d}%")
         self.stream.flush()
-        self.shown = True
 
     def clear(self) -> None:
         if self.shown:  # erase the bar, so that what follows (a result, an error) starts a clean line

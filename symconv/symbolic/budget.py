@@ -15,11 +15,12 @@ __all__ = ["DEFAULT_MAX_TERMS", "BYTES_PER_TERM", "Estimate", "TermLimitError", 
 
 DEFAULT_MAX_TERMS = 400_000
 """Terms a request may create unless told otherwise: 32x32 inputs with 3x3 kernels and 4 channels in and out
-(396,000 terms) still pass; about 6 s and 0.4 GB to derive and prove on a 2-core machine."""
+(396,000 terms) still pass, which took about 10 s and 160 MB (tracemalloc peak) to derive and prove on the
+2-core development machine."""
 
-BYTES_PER_TERM = 1_000
-"""Peak bytes per term of ``derive`` then ``prove``, measured with tracemalloc (about 0.9 kB at 64x64 and at
-128x128 with a 5x5 kernel), rounded up."""
+BYTES_PER_TERM = 550
+"""Peak bytes per term of ``derive`` then ``prove``, measured with tracemalloc: 530 at 64x64 and 516 at 128x128
+with a 5x5 kernel and stride 2, 409 at 32x32 with a 3x3 kernel and 4 channels in and out; rounded up."""
 
 Progress = Callable[[str, int, int], None]
 """A progress callback: (stage, done, total), called as a long derivation or proof advances."""
