@@ -1,17 +1,20 @@
 """Command line: ``symconv <command> <spec flags>`` -> the derivation, proofs, LaTeX or kernels on stdout or disk.
 
-Bad arguments and impossible shapes exit with status 2 and one line naming the problem, never a traceback.
+Bad arguments, impossible shapes and layers over the term limit exit with status 2 and one line naming the
+problem, never a traceback; Ctrl-C exits with status 130 and one line. Long derivations and proofs draw a
+progress bar on stderr when it is a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
 from .printing.text import derivation_text
 from .proofs.conv import prove
-from .symbolic.derive import derive
+from .symbolic.budget import TermLimitError
+from .symbolic.derive import Derivation, derive
 from .symbolic.spec import ConvSpec
 from .train import add_train_flags
 from .tuning.benchmark import add_kernel_flags
@@ -81,22 +84,48 @@ def _index_base(args: argparse.Namespace) -> int:
     return 0 if args.zero_based else 1
 
 
+class ProgressBar:
+    """A one-line bar on a terminal, redrawn as (stage, done, total) arrive; nothing at all on a pipe or file."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.shown = False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        filled = self.WIDTH * done // max(total, 1)
+        self.shown = True  # before writing: a Ctrl-C during the write must still erase the half-drawn bar
+        self.stream.write(f"\r{stage:>6} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * done // max(total, 1):3d}%")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.shown:  # erase the bar, so that what follows (a result, an error) starts a clean line
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+
+def _derive(args: argparse.Namespace) -> Derivation:
+    return derive(spec_from_args(args), _index_base(args), max_terms=args.max_terms, progress=args.progress)
+
+
 def _cmd_derive(args: argparse.Namespace) -> int:
-    print(derivation_text(derive(spec_from_args(args), _index_base(args)), max_entries=args.max_entries))
+    print(derivation_text(_derive(args), max_entries=args.max_entries))
     return 0
 
 
 def _cmd_prove(args: argparse.Namespace) -> int:
-    report = prove(derive(spec_from_args(args), _index_base(args)))
+    report = prove(_derive(args), max_terms=args.max_terms, progress=args.progress)
     print(report)
     return 0 if report.holds else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    d = derive(spec_from_args(args), _index_base(args))
+    d = _derive(args)
     print(derivation_text(d, max_entries=args.max_entries))
     print()
-    report = prove(d)
+    report = prove(d, max_terms=args.max_terms, progress=args.progress)
     print(report)
     print()
     from .demo import numeric_comparison  # imported on use: it compiles C
@@ -134,10 +163,14 @@ def _cmd_latex(args: argparse.Namespace) -> int:
     from .printing.document import latex_document
     from .printing.latex import latex  # imported on use, like generate: the document needs the Jinja environment
 
-    d = derive(spec_from_args(args), _index_base(args))
+    d = _derive(args)
     try:
         options = {"max_entries": args.max_entries, "bias": not args.no_bias}
-        tex = latex_document(d, prove(d), **options) if args.document else latex(d, **options) + "\n"
+        if args.document:
+            tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress),
+                                 term_limit=args.max_terms, **options)
+        else:
+            tex = latex(d, term_limit=args.max_terms, **options) + "\n"
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.output is None:
@@ -153,6 +186,20 @@ def _cmd_latex(args: argparse.Namespace) -> int:
 
 
 Command = Callable[[argparse.Namespace], int]
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def add_max_terms(parser: argparse.ArgumentParser) -> None:
+    """``--max-terms``: the most terms a derivation may create (default ``DEFAULT_MAX_TERMS``)."""
+    from .symbolic.budget import DEFAULT_MAX_TERMS
+
+    parser.add_argument("--max-terms", type=_positive, default=None, metavar="N",
+                        help=f"refuse layers whose sums hold more terms (default {DEFAULT_MAX_TERMS:,})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, run, help)
         sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
-    command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
+        add_max_terms(sub)
+    add_max_terms(command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails"))
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
     generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
     generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm", "direct"),
@@ -183,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
     tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
+    add_max_terms(tex)
     bench = command("bench", _cmd_bench, "time the kernels against PyTorch and NumPy (--symbolic: derive, prove)",
                     spec_flags=False)
     bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")
@@ -195,14 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Only a terminal gets a bar: a pipe or a file receives the results alone.
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     try:
         args = build_parser().parse_args(argv)
+        args.progress = bar
         return int(args.run(args))
-    except UsageError as error:
+    except (UsageError, TermLimitError) as error:
+        _clear(bar)
         print(f"symconv: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _clear(bar)
+        print("symconv: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _clear(bar)
+
+
+def _clear(bar: Optional[ProgressBar]) -> None:
+    if bar is not None:
+        bar.clear()
 
 
 if __name__ == "__main__":

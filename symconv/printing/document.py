@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from ..proofs.conv import ProofReport
+from ..symbolic.budget import check_budget
 from ..symbolic.derive import Derivation
 from ..templating import environment
 from ..version import __version__
@@ -40,8 +41,9 @@ def split_rows(rows: Sequence[str], size: int = ROWS_PER_ALIGN) -> list[list[str
     return chunks
 
 
-def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, **options: Any) -> str:
-    r"""The complete ``.tex`` source of a derivation and, if given, its proofs; ``options`` as for ``latex``.
+def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, *,
+                   term_limit: Optional[int] = None, **options: Any) -> str:
+    r"""The complete ``.tex`` source of a derivation and, if given, its proofs; ``options`` and ``term_limit`` as for ``latex``.
 
     >>> from symconv import ConvSpec, derive
     >>> tex = latex_document(derive(ConvSpec((3, 3), (2, 2))))
@@ -50,6 +52,7 @@ def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
     """
     o = LatexOptions.of(options)
     spec = derivation.spec
+    check_budget(spec, term_limit, "latex_document", keyword="term_limit")
     proofs = [] if report is None else [
         {
             "name": rf"\texttt{{{escape(p.name)}}}",

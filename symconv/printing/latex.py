@@ -3,18 +3,20 @@ r"""LaTeX: a ``Derivation``, ``Proof``, ``ProofReport`` or tensor (``sympy.Array
 ``latex(obj, **options)`` returns what goes inside a display (``\[ ... \]``, or ``$\displaystyle ...$`` as
 the ``_repr_latex_`` methods wrap it): ``aligned`` blocks of textbook equations. The standalone document is
 ``latex_document``. Options are the fields of ``LatexOptions``: ``bias`` (show ``+ b`` and dE/db; the
-textbooks without a bias are ``bias=False``), ``max_entries``, ``max_terms``, ``max_matrix``, ``terms_per_line``.
+textbooks without a bias are ``bias=False``), ``max_entries``, ``max_terms``, ``max_matrix``, ``terms_per_line``. A derivation over the term budget
+(``symbolic.budget``) is refused unless ``term_limit`` raises it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import sympy as sp
 
 from ..proofs.conv import Counterexample, Proof, ProofReport
+from ..symbolic.budget import check_budget
 from ..symbolic.derive import Derivation
 from ..symbolic.symbols import positions, to_numpy
 from .equations import derivation_sections
@@ -25,7 +27,7 @@ __all__ = ["latex", "LatexOptions", "proof_rows", "counterexample_rows"]
 Printable = Union[Derivation, Proof, ProofReport, sp.NDimArray, sp.MatrixBase]
 
 
-def latex(obj: Printable, **options: Any) -> str:
+def latex(obj: Printable, *, term_limit: Optional[int] = None, **options: Any) -> str:
     r"""The LaTeX of a derivation, a proof, a proof report or a tensor, as math-mode ``aligned`` blocks.
 
     >>> from symconv import ConvSpec, derive
@@ -37,6 +39,8 @@ def latex(obj: Printable, **options: Any) -> str:
     """
     o = LatexOptions.of(options)
     if isinstance(obj, Derivation):
+        # ``max_terms`` already names the printed terms per sum; the budget of the layer is ``term_limit``.
+        check_budget(obj.spec, term_limit, "latex", keyword="term_limit")
         blocks = [block for section in derivation_sections(obj, o) for block in section.blocks]
         return _gathered([_aligned(rows) for rows in blocks])
     if isinstance(obj, ProofReport):

@@ -8,14 +8,17 @@ and never sampling.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Union
+from functools import cache
+from typing import Callable, Iterable, Literal, Optional, Union
 
 import numpy as np
 import sympy as sp
 
 from ..symbolic import forms
+from ..symbolic.budget import Progress, check_budget
 from ..symbolic.derive import Derivation, derive
 from ..symbolic.exact import reduce_difference
+from ..symbolic.sparse import Poly, SymbolTable
 from ..symbolic.spec import ConvSpec
 from ..symbolic.symbols import positions, to_numpy
 
@@ -122,114 +125,134 @@ def compare(name: str, statement: str, pairs: Iterable[tuple[str, np.ndarray, np
     return Proof(name, statement, True)
 
 
-Monomial = tuple[sp.Expr, ...]
+def _first_poly_difference(tensor: str, derived: np.ndarray, claimed: np.ndarray,
+                           table: SymbolTable) -> Counterexample | None:
+    for index in positions(derived.shape):
+        if derived[index] != claimed[index]:  # the same polynomial iff the same coefficients: exact
+            lhs, rhs = derived[index], claimed[index]
+            return Counterexample(tensor, index, table.decode(lhs), table.decode(rhs), table.decode(rhs - lhs))
+    return None
 
 
-def _factors(term: sp.Expr) -> tuple[sp.Expr, Monomial]:
-    """A monomial as (coefficient, its factors with powers spelled out), the factors in a fixed order."""
-    coefficient, rest = term.as_coeff_Mul()
-    factors: list[sp.Expr] = []
-    for f in sp.Mul.make_args(rest):
-        if f.is_Pow and f.exp.is_Integer and f.exp > 0:
-            factors += [f.base] * int(f.exp)
-        elif f != 1:
-            factors.append(f)
-    return coefficient, tuple(sorted(factors, key=hash))
+def _inner(a: np.ndarray, b: np.ndarray) -> Poly:
+    """<a, b> = Σ a_i b_i as one polynomial; exact coefficients, as the trilinear sums' SymPy trees would be."""
+    return Poly.sum(x * y for x, y in zip(a.flat, b.flat))
 
 
-def _monomials(x: sp.Expr) -> list[tuple[sp.Expr, Monomial]]:
-    terms = sp.Add.make_args(x)
-    if any(t.is_Mul and any(f.is_Add for f in t.args) for t in terms):
-        terms = sp.Add.make_args(sp.expand(x))
-    return [_factors(t) for t in terms]
-
-
-def _inner(a: np.ndarray, b: np.ndarray) -> dict[Monomial, sp.Expr]:
-    """<a, b> as a polynomial {monomial: coefficient}, distributing every product term by term.
-
-    Building the trilinear sums as SymPy trees would cost most of the proof's time; a dictionary of exact
-    coefficients is the same polynomial."""
-    poly: dict[Monomial, sp.Expr] = {}
-    for x, y in zip(a.flat, b.flat):
-        for cs, fs in _monomials(x):
-            for ct, ft in _monomials(y):
-                key = tuple(sorted(fs + ft, key=hash))
-                poly[key] = poly.get(key, 0) + cs * ct
-    return {m: c for m, c in poly.items() if c != 0}
-
-
-def _compare_polynomials(name: str, statement: str, lhs: dict[Monomial, sp.Expr], rhs: dict[Monomial, sp.Expr]) -> Proof:
+def _compare_polynomials(name: str, statement: str, lhs: Poly, rhs: Poly, table: SymbolTable) -> Proof:
     if lhs == rhs:
         return Proof(name, statement, True)
-    for monomial in sorted(lhs.keys() | rhs.keys(), key=lambda m: sp.default_sort_key(sp.Mul(*m))):
-        derived, claimed = lhs.get(monomial, sp.S.Zero), rhs.get(monomial, sp.S.Zero)
-        if derived != claimed:
-            where = f"coefficient of {sp.Mul(*monomial)} in"
-            return Proof(name, statement, False, Counterexample(where, (), derived, claimed, claimed - derived))
-    raise AssertionError("unequal polynomials with no differing coefficient")
+    differing = [m for m in lhs.terms.keys() | rhs.terms.keys() if lhs.terms.get(m, 0) != rhs.terms.get(m, 0)]
+    monomial = min(differing, key=lambda m: sp.default_sort_key(table.monomial_expr(m)))
+    derived, claimed = (sp.Integer(p.terms.get(monomial, 0)) for p in (lhs, rhs))
+    where = f"coefficient of {table.monomial_expr(monomial)} in"
+    return Proof(name, statement, False, Counterexample(where, (), derived, claimed, claimed - derived))
 
 
-def prove(spec_or_derivation: Union[ConvSpec, Derivation]) -> ProofReport:
+class _Sides:
+    """The derived tensors of one derivation as ``Poly`` arrays, compared with closed forms computed on ``Poly``s."""
+
+    def __init__(self, d: Derivation) -> None:
+        self.table = SymbolTable(d.symbols)
+        encode = np.vectorize(self.table.encode, otypes=[object])
+        self.polys = {name: encode(to_numpy(getattr(d, name)))
+                      for name in ("output", "grad_input", "grad_weight", "grad_bias")}
+
+    def tensor(self, array: sp.Array) -> np.ndarray:
+        return np.vectorize(self.table.poly, otypes=[object])(to_numpy(array))
+
+    def compare(self, name: str, statement: str, pairs: list[tuple[str, np.ndarray, np.ndarray]]) -> Proof:
+        for tensor, derived, claimed in pairs:
+            if derived.shape != claimed.shape:
+                raise ValueError(f"{name}: {tensor} has shape {derived.shape}, the claimed form {claimed.shape}")
+            counterexample = _first_poly_difference(tensor, derived, claimed, self.table)
+            if counterexample is not None:
+                return Proof(name, statement, False, counterexample)
+        return Proof(name, statement, True)
+
+
+def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optional[int] = None,
+          progress: Optional[Progress] = None) -> ProofReport:
     """Prove every identity for one spec.
+
+    Both sides become exact sparse polynomials (``symbolic.sparse.Poly``): the derived SymPy entries are read
+    into coefficient dictionaries and the closed forms are computed on them, so equality is equality of
+    integer coefficients. A layer over ``max_terms`` terms (default ``DEFAULT_MAX_TERMS``) is refused first.
 
     >>> report = prove(ConvSpec((6, 6), (3, 3), stride=2))
     >>> report.holds, [p.name for p in report.proofs if not p.holds]
     (True, [])
     """
-    d = spec_or_derivation if isinstance(spec_or_derivation, Derivation) else derive(spec_or_derivation)
-    spec = d.spec
-    X, F, b, G = (to_numpy(t) for t in (d.input, d.weight, d.bias, d.grad_output))
-    O, dX, dF, db = (to_numpy(t) for t in (d.output, d.grad_input, d.grad_weight, d.grad_bias))
+    spec = spec_or_derivation.spec if isinstance(spec_or_derivation, Derivation) else spec_or_derivation
+    check_budget(spec, max_terms, "prove")
+    d = spec_or_derivation if isinstance(spec_or_derivation, Derivation) else derive(spec, max_terms=max_terms)
+    sides = _Sides(d)
+    X, F, b, G = (sides.tensor(t) for t in (d.input, d.weight, d.bias, d.grad_output))
+    O, dX, dF, db = (sides.polys[name] for name in ("output", "grad_input", "grad_weight", "grad_bias"))
     O_linear = O - b[None, :, None, None]
 
     other = "true convolution" if not spec.flip else "cross-correlation"
     stride_one = spec.with_stride(1)
-    G_up = forms.upsample(spec, G)
-    closed_dX, closed_dF = forms.grad_input(spec, F, G), forms.grad_weight(spec, X, G)
-    conv_inner_G = _inner(O_linear, G)
-    proofs = [
-        compare(
+    # Closed forms used by two proofs are computed once, when the first of them needs it.
+    closed_dX = cache(lambda: forms.grad_input(spec, F, G))
+    closed_dF = cache(lambda: forms.grad_weight(spec, X, G))
+    G_up = cache(lambda: forms.upsample(spec, G))
+    conv_inner_G = cache(lambda: _inner(O_linear, G))
+    steps: list[Callable[[], Proof]] = [
+        lambda: sides.compare(
             "forward",
             "O = Correlation(pad(X, p), dilate(F, d), stride s) + b, summed over input channels",
             [("output", O, forms.forward(spec, X, F, b))],
         ),
-        compare(
+        lambda: sides.compare(
             "rotated_kernel",
             f"the layer's output equals {other} with the kernel rotated by 180 degrees (plus b)",
             [("output", O_linear, forms.forward_by_the_other_operation(spec, X, F))],
         ),
-        compare(
+        lambda: sides.compare(
             "grad_weight",
             "dE/dF = Correlation(pad(X, p), dilate(dE/dO, s)) cropped to the kernel, summed over the batch",
-            [("grad_weight", dF, closed_dF)],
+            [("grad_weight", dF, closed_dF())],
         ),
-        compare(
+        lambda: sides.compare(
             "grad_input",
             "dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), k-1-p, k-1-p+a), rot180(F)), summed over filters",
-            [("grad_input", dX, closed_dX)],
+            [("grad_input", dX, closed_dX())],
         ),
-        compare("grad_bias", "dE/db = sum of dE/dO over batch and space", [("grad_bias", db, forms.grad_bias(spec, G))]),
-        compare(
+        lambda: sides.compare(
+            "grad_bias", "dE/db = sum of dE/dO over batch and space", [("grad_bias", db, forms.grad_bias(spec, G))]
+        ),
+        lambda: sides.compare(
             "upsample_then_stride_one",
             "stride-s backward = upsample dE/dO (dilate by s, append a zeros), then stride-1 backward",
             [
-                ("grad_input", dX, forms.grad_input(stride_one, F, G_up)),
-                ("grad_weight", dF, forms.grad_weight(stride_one, X, G_up)),
+                ("grad_input", dX, forms.grad_input(stride_one, F, G_up())),
+                ("grad_weight", dF, forms.grad_weight(stride_one, X, G_up())),
             ],
         ),
-        _compare_polynomials(
+        # The adjoint identities pair the closed forms (not the derived gradients) with the layer itself.
+        lambda: _compare_polynomials(
             "adjoint_input",
             "<conv(X), Y> = <X, conv^T(Y)> with conv^T the full convolution, as polynomials",
-            conv_inner_G,
-            _inner(X, closed_dX),
+            conv_inner_G(),
+            _inner(X, closed_dX()),
+            sides.table,
         ),
-        _compare_polynomials(
+        lambda: _compare_polynomials(
             "adjoint_weight",
             "<conv(F), Y> = <F, Correlation(X, dilate(Y))> as polynomials",
-            conv_inner_G,
-            _inner(F, closed_dF),
+            conv_inner_G(),
+            _inner(F, closed_dF()),
+            sides.table,
         ),
     ]
+    proofs = []
+    for done, step in enumerate(steps):
+        if progress is not None:
+            progress("prove", done, len(steps))
+        proofs.append(step())
+    if progress is not None:
+        progress("prove", len(steps), len(steps))
     return ProofReport(spec, tuple(proofs))
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterator, Literal
+from typing import Iterator, Literal, Optional
 
 import numpy as np
 import sympy as sp
 
+from .budget import Progress, check_budget
+from .sparse import SymbolTable
 from .spec import ConvSpec
 from .symbols import positions, spec_symbols, to_numpy, to_sympy
 
@@ -139,8 +141,12 @@ def _template_derivatives(spec: ConvSpec) -> _Template:
     )
 
 
-def derive(spec: ConvSpec, index_base: int = 1) -> Derivation:
+def derive(spec: ConvSpec, index_base: int = 1, *, max_terms: Optional[int] = None,
+           progress: Optional[Progress] = None) -> Derivation:
     """Build O from X, F, b and differentiate a loss E through it by the chain rule.
+
+    A layer whose sums would hold more than ``max_terms`` terms (default ``DEFAULT_MAX_TERMS``) is refused with
+    a ``TermLimitError`` before anything is built; ``progress`` is called as the outputs are done.
 
     >>> d = derive(ConvSpec((3, 3), (2, 2)))
     >>> d.output[0, 0, 0, 0]
@@ -148,33 +154,46 @@ def derive(spec: ConvSpec, index_base: int = 1) -> Derivation:
     >>> d.grad_weight[0, 0, 0, 1]
     X_{12}*dE/dO_{11} + X_{13}*dE/dO_{12} + X_{22}*dE/dO_{21} + X_{23}*dE/dO_{22}
     """
+    check_budget(spec, max_terms, "derive")
     tensors = spec_symbols(spec, index_base)
     X, F, b, G = (to_numpy(tensors[name]) for name in ("input", "weight", "bias", "grad_output"))
-
-    O = np.empty(spec.output_shape, dtype=object)
-    for p in positions(spec.output_shape):
-        O[p] = sp.Add(*(F[w] * X[x] for w, x in forward_taps(spec, p)), b[p[1]])
+    # Every entry is a sum of distinct products of two symbols: the table builds SymPy's canonical trees from
+    # that structure directly, instead of having ``Mul`` and ``Add`` sort and collect each one again.
+    table = SymbolTable(s for array in (X, F, b, G) for s in array.flat)
 
     # The chain rule, dE/dθ = Σ_p dE/dO_p · dO_p/dθ, where dO_p/dθ is zero unless θ occurs in O_p: only the
     # non-zero terms are summed here (``chain_rule`` shows the full sum with its zeros). Every O_p is one
     # template, Σ_t w_t x_t + β, with its symbols renamed; SymPy differentiates the template once per tap and
     # renaming carries the derivatives to every output, which keeps large layers fast.
     local = _template_derivatives(spec)
-    terms: dict[sp.Symbol, list[sp.Expr]] = {theta: [] for array in (X, F, b) for theta in array.flat}
-    for p in positions(spec.output_shape):
+    O = np.empty(spec.output_shape, dtype=object)
+    factors: dict[sp.Symbol, list[tuple[sp.Symbol, sp.Expr]]] = {theta: [] for a in (X, F, b) for theta in a.flat}
+    outputs = list(positions(spec.output_shape))
+    for done, p in enumerate(outputs):
         taps = list(forward_taps(spec, p))
+        O[p] = table.sum_of_products([(F[w], X[x]) for w, x in taps], b[p[1]])
         renaming = {local.bias: b[p[1]]}
         for w, x in taps:
             renaming[local.weight[w[1:]]] = F[w]
             renaming[local.input[w[1:]]] = X[x]
         for w, x in taps:
-            terms[F[w]].append(G[p] * local.by_weight[w[1:]].xreplace(renaming))
-            terms[X[x]].append(G[p] * local.by_input[w[1:]].xreplace(renaming))
-        terms[b[p[1]]].append(G[p] * local.by_bias.xreplace(renaming))
+            factors[F[w]].append((G[p], _renamed(local.by_weight[w[1:]], renaming)))
+            factors[X[x]].append((G[p], _renamed(local.by_input[w[1:]], renaming)))
+        factors[b[p[1]]].append((G[p], _renamed(local.by_bias, renaming)))
+        if progress is not None and done % 256 == 0:
+            progress("derive", done, len(outputs))
+
+    def sum_of(theta: sp.Symbol) -> sp.Expr:
+        pairs = factors[theta]
+        if all(isinstance(f, sp.Symbol) for _, f in pairs):
+            return table.sum_of_products(pairs)
+        return sp.Add(*(g * f for g, f in pairs))  # a constant derivative (the bias): SymPy collects it
 
     def gradient_of(array: np.ndarray) -> sp.Array:
-        return to_sympy(np.vectorize(lambda theta: sp.Add(*terms[theta]), otypes=[object])(array))
+        return to_sympy(np.vectorize(sum_of, otypes=[object])(array))
 
+    if progress is not None:
+        progress("derive", len(outputs), len(outputs))
     return Derivation(
         spec=spec,
         index_base=index_base,
@@ -187,3 +206,9 @@ def derive(spec: ConvSpec, index_base: int = 1) -> Derivation:
         grad_weight=gradient_of(F),
         grad_bias=gradient_of(b),
     )
+
+
+def _renamed(derivative: sp.Expr, renaming: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
+    """A template derivative in one output's symbols; a lone template symbol is a lookup, not a tree walk."""
+    found = renaming.get(derivative) if isinstance(derivative, sp.Symbol) else None
+    return found if found is not None else derivative.xreplace(renaming)

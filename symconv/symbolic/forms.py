@@ -2,13 +2,19 @@
 
 2-D maps are ``numpy`` arrays of SymPy expressions, which gives NumPy's slicing for rot180, dilation and padding
 while every entry stays exact. The 4-D layer forms sum the 2-D ones over channels and batch as the layer does.
+The entries may also be ``sparse.Poly``s (what the proofs compute with): the operations only add and multiply.
 """
 
 from __future__ import annotations
 
+from functools import reduce
+from operator import add
+from typing import Sequence
+
 import numpy as np
 import sympy as sp
 
+from .sparse import Poly
 from .spec import ConvSpec, Pair
 
 __all__ = [
@@ -77,15 +83,28 @@ def pad(m: np.ndarray, before: Pair, after: Pair) -> np.ndarray:
     return out
 
 
-def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> sp.Expr:
+def _total(terms: Sequence[object]) -> object:
+    """Σ terms: one ``sp.Add`` for SymPy entries, one dictionary for ``Poly`` entries, ZERO for no terms."""
+    if not terms:
+        return ZERO
+    if isinstance(terms[0], Poly):
+        return Poly.sum(terms)  # type: ignore[arg-type]
+    return sp.Add(*terms)
+
+
+def _add_maps(maps: list[np.ndarray]) -> np.ndarray:
+    return reduce(add, maps)
+
+
+def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> object:
     # Zero factors are skipped rather than multiplied: padding and dilation make most of them zero.
-    return sp.Add(
-        *(
+    return _total(
+        [
             k[r, s] * x[i0 + r, j0 + s]
             for r in range(k.shape[0])
             for s in range(k.shape[1])
             if k[r, s] is not ZERO and x[i0 + r, j0 + s] is not ZERO
-        )
+        ]
     )
 
 
@@ -117,13 +136,13 @@ def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
     R, S = k.shape
     out = _zeros(_valid_size(x, k, stride))
     for i, j in np.ndindex(out.shape):
-        out[i, j] = sp.Add(
-            *(
+        out[i, j] = _total(
+            [
                 k[r, s] * x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s]
                 for r in range(R)
                 for s in range(S)
                 if k[r, s] is not ZERO
-            )
+            ]
         )
     return out
 
@@ -143,9 +162,8 @@ def forward(spec: ConvSpec, X: np.ndarray, F: np.ndarray, b: np.ndarray) -> np.n
     O = _zeros(spec.output_shape)
     for n in range(spec.batch):
         for k in range(spec.out_channels):
-            total = sum(
-                (correlate(_padded_input(spec, X[n, c]), layer_kernel(spec, F[k, c]), spec.stride) for c in range(spec.in_channels)),
-                _zeros(spec.output_size),
+            total = _add_maps(
+                [correlate(_padded_input(spec, X[n, c]), layer_kernel(spec, F[k, c]), spec.stride) for c in range(spec.in_channels)]
             )
             O[n, k] = total + b[k]
     return O
@@ -157,12 +175,11 @@ def forward_by_the_other_operation(spec: ConvSpec, X: np.ndarray, F: np.ndarray)
     other = correlate if spec.flip else convolve
     O = _zeros(spec.output_shape)
     for n, k in np.ndindex(spec.batch, spec.out_channels):
-        O[n, k] = sum(
-            (
+        O[n, k] = _add_maps(
+            [
                 other(_padded_input(spec, X[n, c]), rot180(dilate(F[k, c], spec.dilation)), spec.stride)
                 for c in range(spec.in_channels)
-            ),
-            _zeros(spec.output_size),
+            ]
         )
     return O
 
@@ -178,9 +195,8 @@ def grad_weight(spec: ConvSpec, X: np.ndarray, G: np.ndarray) -> np.ndarray:
     out = _zeros(spec.weight_shape)
     for k in range(spec.out_channels):
         for c in range(spec.in_channels):
-            full = sum(
-                (correlate(_padded_input(spec, X[n, c]), dilate(G[n, k], spec.stride)) for n in range(spec.batch)),
-                _zeros((eh + spec.leftover[0], ew + spec.leftover[1])),
+            full = _add_maps(
+                [correlate(_padded_input(spec, X[n, c]), dilate(G[n, k], spec.stride)) for n in range(spec.batch)]
             )
             effective = full[:eh, :ew]
             out[k, c] = (rot180(effective) if spec.flip else effective)[::dh, ::dw]
@@ -199,12 +215,11 @@ def grad_input(spec: ConvSpec, F: np.ndarray, G: np.ndarray) -> np.ndarray:
     out = _zeros(spec.input_shape)
     for n in range(spec.batch):
         for c in range(spec.in_channels):
-            out[n, c] = sum(
-                (
+            out[n, c] = _add_maps(
+                [
                     correlate(pad(dilate(G[n, k], spec.stride), before, after), rot180(layer_kernel(spec, F[k, c])))
                     for k in range(spec.out_channels)
-                ),
-                _zeros(spec.input_size),
+                ]
             )
     return out
 
@@ -213,7 +228,7 @@ def grad_bias(spec: ConvSpec, G: np.ndarray) -> np.ndarray:
     """dE/db_k = Σ_(n,i,j) G[n,k,i,j]."""
     out = _zeros((spec.out_channels,))
     for k in range(spec.out_channels):
-        out[k] = sp.Add(*G[:, k].flat)
+        out[k] = _total(list(G[:, k].flat))
     return out
 
 

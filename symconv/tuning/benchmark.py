@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 import timeit
+import tracemalloc
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -13,10 +14,10 @@ import numpy as np
 from ..codegen.lowering import kernel_prefix, multiply_adds
 from ..codegen.plan import CTYPES
 from ..proofs.conv import prove
+from ..symbolic.budget import estimate
 from ..symbolic.derive import derive
 from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
 from ..symbolic.spec import ConvSpec
-from ..symbolic.symbols import positions
 
 __all__ = ["SYMBOLIC_SUITE", "symbolic_table", "KERNEL_SUITE", "PASSES", "KernelRow", "kernel_rows", "kernel_table",
            "add_kernel_flags", "call_overhead", "run_kernel_benchmark", "arguments", "symconv_calls", "measure"]
@@ -29,6 +30,8 @@ SYMBOLIC_SUITE: tuple[ConvSpec, ...] = (
     ConvSpec((32, 32), (5, 5), stride=2),
     ConvSpec((48, 48), (5, 5), stride=2),
     ConvSpec((64, 64), (5, 5), stride=2),
+    ConvSpec((128, 128), (5, 5), stride=2),
+    ConvSpec((32, 32), (3, 3), in_channels=4, out_channels=4),
 )
 
 
@@ -36,29 +39,47 @@ def _row(cells: list[str], widths: list[int]) -> str:
     return "  ".join(c.rjust(w) for c, w in zip(cells, widths))
 
 
+def _derive_and_prove(spec: ConvSpec) -> tuple[float, float, bool]:
+    limit = estimate(spec).terms  # the suite is chosen, so every row runs whatever the default limit
+    start = time.perf_counter()
+    d = derive(spec, max_terms=limit)
+    derived = time.perf_counter()
+    holds = prove(d, max_terms=limit).holds
+    return derived - start, time.perf_counter() - derived, holds
+
+
+def _peak_bytes(spec: ConvSpec) -> int:
+    """Peak Python allocation of derive then prove, by tracemalloc (a second run: tracing slows the first)."""
+    tracemalloc.start()
+    try:
+        _derive_and_prove(spec)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def symbolic_table(quick: bool = False) -> str:
     """Time ``derive`` and ``prove`` for each spec of the suite; one row each, with the number of products
-    (multiply-adds of the forward pass) so that the growth of time with size can be read off."""
+    (multiply-adds of the forward pass) and of terms, so that the growth of time with size can be read off,
+    and the peak memory of the two."""
     suite = [s for s in SYMBOLIC_SUITE if not quick or s.input_size[0] <= 16]
-    header = ["layer", "products", "derive s", "prove s", "total s", "us/product", "holds"]
+    header = ["layer", "products", "terms", "derive s", "prove s", "total s", "us/product", "peak MB", "holds"]
     rows = []
     for spec in suite:
-        start = time.perf_counter()
-        d = derive(spec)
-        derived = time.perf_counter()
-        report = prove(d)
-        proved = time.perf_counter()
-        products = sum(len(d.forward_terms(p)) - 1 for p in positions(spec.output_shape))
-        total = proved - start
+        derive_s, prove_s, holds = _derive_and_prove(spec)
+        found = estimate(spec)
+        total = derive_s + prove_s
         rows.append(
             [
                 spec.describe().replace(", cross-correlation", ""),
-                str(products),
-                f"{derived - start:.3f}",
-                f"{proved - derived:.3f}",
+                str(found.products),
+                str(found.terms),
+                f"{derive_s:.3f}",
+                f"{prove_s:.3f}",
                 f"{total:.3f}",
-                f"{1e6 * total / products:.0f}",
-                "yes" if report.holds else "NO",
+                f"{1e6 * total / found.products:.0f}",
+                f"{_peak_bytes(spec) / 1e6:.1f}",
+                "yes" if holds else "NO",
             ]
         )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]

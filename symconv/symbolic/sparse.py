@@ -1,0 +1,181 @@
+"""Sparse exact polynomials: SymPy sums of products of symbols <-> ``Poly`` (monomial -> integer coefficient).
+
+Every entry of a convolution layer is a sum of products of two symbols (three in the adjoint identities), each
+with an integer coefficient. ``Poly`` keeps exactly that, a dictionary from sorted tuples of symbol ids to
+integers, so adding and multiplying are dictionary operations instead of SymPy's canonicalisation; two
+``Poly``s are equal iff they are the same polynomial, which makes comparing them an exact proof.
+``SymbolTable`` converts both ways, and builds SymPy's own canonical trees from the known structure.
+"""
+
+from __future__ import annotations
+
+from functools import cmp_to_key
+from typing import Iterable, Sequence
+
+import sympy as sp
+
+__all__ = ["Poly", "SymbolTable"]
+
+Monomial = tuple[int, ...]
+
+
+class Poly:
+    """An exact polynomial in numbered symbols: ``{(i, j, ...): coefficient}``, monomials sorted, no zeros.
+
+    >>> x, y = Poly.symbol(0), Poly.symbol(1)
+    >>> (x * y + y * x - 2 * (x * y)).is_zero, (x * y).terms
+    (True, {(0, 1): 1})
+    """
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: dict[Monomial, int]) -> None:
+        self.terms = terms
+
+    @staticmethod
+    def symbol(index: int) -> "Poly":
+        return Poly({(index,): 1})
+
+    @staticmethod
+    def sum(polys: Iterable["Poly"]) -> "Poly":
+        """Σ polys, accumulated in one dictionary (a chain of ``+`` would copy it every time)."""
+        total: dict[Monomial, int] = {}
+        for p in polys:
+            for m, c in p.terms.items():
+                total[m] = total.get(m, 0) + c
+        return Poly({m: c for m, c in total.items() if c})
+
+    @property
+    def is_zero(self) -> bool:
+        return not self.terms
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Poly):
+            return self.terms == other.terms
+        return other == 0 and not self.terms
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self.terms.items()))
+
+    def __add__(self, other: object) -> "Poly":
+        if not isinstance(other, Poly):
+            if other == 0:  # a structural zero of the closed forms (padding, dilation)
+                return self
+            return NotImplemented
+        return Poly.sum((self, other))
+
+    __radd__ = __add__
+
+    def __neg__(self) -> "Poly":
+        return Poly({m: -c for m, c in self.terms.items()})
+
+    def __sub__(self, other: object) -> "Poly":
+        if not isinstance(other, Poly):
+            return self + other
+        return Poly.sum((self, -other))
+
+    def __mul__(self, other: object) -> "Poly":
+        if isinstance(other, int):
+            return Poly({m: c * other for m, c in self.terms.items() if c * other})
+        if not isinstance(other, Poly):
+            if other == 0:
+                return Poly({})
+            return NotImplemented
+        if len(self.terms) == 1 and len(other.terms) == 1:  # the common case: a symbol times a symbol
+            ((m1, c1),), ((m2, c2),) = self.terms.items(), other.terms.items()
+            return Poly({tuple(sorted(m1 + m2)): c1 * c2})
+        product: dict[Monomial, int] = {}
+        for m1, c1 in self.terms.items():
+            for m2, c2 in other.terms.items():
+                m = tuple(sorted(m1 + m2))
+                product[m] = product.get(m, 0) + c1 * c2
+        return Poly({m: c for m, c in product.items() if c})
+
+    __rmul__ = __mul__
+
+    def __repr__(self) -> str:
+        return f"Poly({self.terms!r})"
+
+
+class SymbolTable:
+    """Numbered symbols: SymPy expressions <-> ``Poly``, and SymPy's canonical sums of products built directly.
+
+    Ids follow SymPy's canonical order of the symbols (``Basic.compare``), so sorting monomials by id sorts
+    their factors as ``Mul`` does, and sorting products of two symbols by their ids orders them as ``Add``
+    does: the trees built here are the ones ``sp.Add(*(a * b ...))`` builds, without its sorting by comparison.
+    """
+
+    def __init__(self, symbols: Iterable[sp.Symbol]) -> None:
+        ordered = sorted(set(symbols), key=cmp_to_key(sp.Basic.compare))
+        self.symbols: tuple[sp.Symbol, ...] = tuple(ordered)
+        self.ids: dict[sp.Symbol, int] = {s: i for i, s in enumerate(ordered)}
+        # Products that occur again (a tap shared by two sums) are built once.
+        self._products: dict[tuple[int, int], sp.Expr] = {}
+
+    def poly(self, symbol: sp.Symbol) -> Poly:
+        return Poly.symbol(self.ids[symbol])
+
+    def product(self, a: sp.Symbol, b: sp.Symbol) -> sp.Expr:
+        """a·b as SymPy's ``Mul`` (factors in canonical order), for two different symbols of the table."""
+        i, j = self.ids[a], self.ids[b]
+        key = (i, j) if i < j else (j, i)
+        found = self._products.get(key)
+        if found is None:
+            found = sp.Mul._from_args((self.symbols[key[0]], self.symbols[key[1]]), True)
+            self._products[key] = found
+        return found
+
+    def sum_of_products(self, pairs: Sequence[tuple[sp.Symbol, sp.Symbol]], extra: sp.Symbol | None = None) -> sp.Expr:
+        """Σ a·b (+ extra) for distinct products of two different symbols, as ``sp.Add`` would build it."""
+        keys = sorted(tuple(sorted((self.ids[a], self.ids[b]))) for a, b in pairs)
+        if len(set(keys)) != len(keys):  # a repeated product needs a coefficient: SymPy collects it
+            return sp.Add(*(a * b for a, b in pairs), *([extra] if extra is not None else []))
+        args = [self.product(self.symbols[i], self.symbols[j]) for i, j in keys]
+        if extra is not None:
+            # Every product is a Mul and ``extra`` a Symbol, so the class order alone places it.
+            args.insert(0 if not args or sp.Basic.compare(extra, args[0]) < 0 else len(args), extra)
+        if not args:
+            return sp.S.Zero
+        return args[0] if len(args) == 1 else sp.Add._from_args(args, True)
+
+    def encode(self, expr: sp.Expr) -> Poly:
+        """A polynomial SymPy expression in the table's symbols as a ``Poly`` (exact; expands nested products)."""
+        expr = sp.sympify(expr)
+        terms: dict[Monomial, int] = {}
+        for term in sp.Add.make_args(expr):
+            if term.is_Mul and any(f.is_Add for f in term.args):
+                return self._encode_expanded(expr)
+            coefficient, monomial = self._monomial(term)
+            terms[monomial] = terms.get(monomial, 0) + coefficient
+        return Poly({m: c for m, c in terms.items() if c})
+
+    def _encode_expanded(self, expr: sp.Expr) -> Poly:
+        monomials = (self._monomial(t) for t in sp.Add.make_args(sp.expand(expr)))
+        return Poly.sum(Poly({m: c}) for c, m in monomials)
+
+    def _monomial(self, term: sp.Expr) -> tuple[int, Monomial]:
+        if term.is_Symbol:
+            return 1, (self.ids[term],)
+        coefficient, rest = term.as_coeff_Mul()
+        if not coefficient.is_Integer:
+            raise ValueError(f"{term} has a non-integer coefficient: not an entry of a convolution layer")
+        ids: list[int] = []
+        for factor in sp.Mul.make_args(rest):
+            if factor.is_Pow and factor.exp.is_Integer and factor.exp > 0 and factor.base in self.ids:
+                ids += [self.ids[factor.base]] * int(factor.exp)
+            elif factor in self.ids:
+                ids.append(self.ids[factor])
+            elif factor != 1:
+                raise ValueError(f"{factor} is not a symbol of the layer")
+        return int(coefficient), tuple(sorted(ids))
+
+    def decode(self, poly: Poly) -> sp.Expr:
+        """A ``Poly`` back as a SymPy expression (for counterexamples: only entries that are printed)."""
+        return sp.Add(*(c * sp.Mul(*(self.symbols[i] for i in m)) for m, c in poly.terms.items()))
+
+    def monomial_expr(self, monomial: Monomial) -> sp.Expr:
+        return sp.Mul(*(self.symbols[i] for i in monomial))
+
