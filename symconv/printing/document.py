@@ -38,8 +38,27 @@ def split_rows(rows: Sequence[str], size: int = ROWS_PER_ALIGN) -> list[list[str
     return chunks
 
 
-def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, **options: Any) -> str:
+_FIGURE_OF_SECTION = {"forward": "forward", "weight": "grad_weight", "input": "grad_input"}
+
+
+def _figures(derivation: Derivation) -> dict[str, dict[str, Any]]:
+    """Per section key, the TikZ data and caption of its pass at the first output position."""
+    from .figures.model import picture
+    from .figures.tikz import caption, tikz_data
+
+    out = {}
+    for key, pass_name in _FIGURE_OF_SECTION.items():
+        p = picture(derivation.spec, pass_name, derivation.index_base)
+        out[key] = {"data": tikz_data(p), "caption": caption(p)}
+    return out
+
+
+def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, figures: bool = False,
+                   **options: Any) -> str:
     r"""The complete ``.tex`` source of a derivation and, if given, its proofs; ``options`` as for ``latex``.
+
+    ``figures=True`` draws each pass after its closed form as TikZ (``symconv.printing.figures``; pdflatex then
+    needs TikZ too, Debian's texlive-pictures).
 
     >>> from symconv import ConvSpec, derive
     >>> tex = latex_document(derive(ConvSpec((3, 3), (2, 2))))
@@ -49,8 +68,11 @@ def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
     from ..version import __version__  # the package is initialised by the time a document is rendered
     from ..codegen.render import environment  # the project's one Jinja environment, on the one templates folder
 
+    if not isinstance(figures, bool):
+        raise TypeError(f"figures must be a bool, got {figures!r}")
     o = LatexOptions.of(options)
     spec = derivation.spec
+    drawn = _figures(derivation) if figures else {}
     proofs = [] if report is None else [
         {
             "name": rf"\texttt{{{escape(p.name)}}}",
@@ -65,10 +87,12 @@ def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
         template=DOCUMENT_TEMPLATE,
         description=escape(spec.describe()),
         sections=[
-            {"key": s.key, "title": s.title, "entries": split_rows(s.entries), "closed_form": split_rows(s.closed_form)}
+            {"key": s.key, "title": s.title, "entries": split_rows(s.entries), "closed_form": split_rows(s.closed_form),
+             "figure": drawn.get(s.key)}
             for s in derivation_sections(derivation, o)
         ],
         proofs=proofs,
+        figures=bool(drawn),
         bias=o.bias,
         multi=not spec.is_single,
         strided=spec.stride != (1, 1),

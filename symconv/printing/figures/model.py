@@ -20,7 +20,7 @@ from ...symbolic import forms
 from ...symbolic.spec import ConvSpec, Pair, as_pair
 from ...symbolic.symbols import GRAD_PREFIX, spec_symbols, to_numpy
 
-__all__ = ["Pass", "PASSES", "Kind", "KINDS", "Grid", "Frame", "PassPicture", "picture", "MAX_SIDE"]
+__all__ = ["Pass", "PASSES", "Kind", "KINDS", "Grid", "Frame", "PassPicture", "picture", "MAX_SIDE", "LABEL_SIDE"]
 
 Pass = Literal["forward", "grad_weight", "grad_input"]
 PASSES: tuple[Pass, ...] = get_args(Pass)
@@ -30,6 +30,9 @@ Cell = tuple[int, int]
 
 MAX_SIDE = 64
 """Largest grid side drawn: beyond it a picture is neither readable nor cheap to derive symbolically."""
+
+LABEL_SIDE = 12
+"""Largest grid side whose cells are labelled by every renderer; larger maps are shaded only."""
 
 # Kind tags travel through forms' operations next to the labels; forms fills what it inserts with zero.
 _TAG = {kind: sp.Symbol(f"<{kind}>") for kind in KINDS}

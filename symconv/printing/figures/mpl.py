@@ -7,6 +7,7 @@ module is not called ``matplotlib`` so that it can never shadow the library it i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -18,9 +19,9 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .model import Frame, Grid, Kind, PassPicture
+from .model import LABEL_SIDE, Frame, Grid, Kind, PassPicture
 
-__all__ = ["draw", "write_gif", "write_pdf_pages", "STYLE", "MAX_FRAMES", "LABEL_SIDE"]
+__all__ = ["draw", "write_gif", "write_pdf_pages", "STYLE", "MAX_FRAMES"]
 
 STYLE: dict[Kind, tuple[str, str]] = {
     "data": ("#ffffff", ""),
@@ -35,8 +36,6 @@ LEGEND: dict[Kind, str] = {"data": "data", "padding": "zero padding", "dilation"
 TAP, WINDOW, OUTPUT = "#fdb863", "#b35806", "#e66101"
 MAX_WIDTH_IN = 13.0  # the widest figure: beyond it cells shrink, so large maps never grow the file
 MAX_CELL_IN = 0.62
-LABEL_SIDE = 12
-"""Largest grid side whose cells are labelled; larger maps are shaded only."""
 MAX_FRAMES = 256
 GAP = 1.6  # cells between two grids, room for the operator sign
 
@@ -86,7 +85,8 @@ def _highlight(ax: Axes, p: PassPicture, frame: Frame, placed: list[tuple[Grid, 
     i, j = frame.output
     artists.append(ax.add_patch(Rectangle((xr + j, -i - 1), 1, 1, facecolor=OUTPUT, alpha=0.75, edgecolor=WINDOW,
                                           linewidth=2.0, zorder=2)))
-    label = p.result.labels[i][j]
+    # A stacked fraction is unreadable at the text's size: the line spells it dE/dF_11 inline.
+    label = re.sub(r"\\frac\{(.+?)\}\{(.+)\}", r"\1/\2", p.result.labels[i][j])
     on_data = len(frame.taps & p.static.cells("data"))
     line = (f"frame {p.frames.index(frame) + 1} of {len(p.frames)}: ${label}$ sums the {len(frame.taps)} highlighted "
             f"products, {on_data} of them on data")
@@ -124,7 +124,7 @@ def _base(p: PassPicture) -> tuple[Figure, Axes, list[tuple[Grid, float]]]:
     for grid, x0 in placed:
         _draw_grid(ax, grid, x0, labels, cell_in)
     for (grid, x0), sign in zip(placed[1:], ("\u22c6", "=")):
-        ax.text(x0 - GAP / 2, -height / 2, sign, ha="center", va="center", fontsize=22)
+        ax.text(x0 - GAP / 2, -height / 2, sign, ha="center", va="center", fontsize=30)
     fig.suptitle(f"${p.equation}$", fontsize=12, y=1 - 0.12 / fig.get_figheight(), va="top")
     kinds = [k for k in STYLE if any(g.cells(k) for g, _ in placed)]
     handles = [Patch(facecolor=STYLE[k][0], hatch=STYLE[k][1], edgecolor="#7f7f7f", label=LEGEND[k]) for k in kinds]
