@@ -159,3 +159,83 @@ def test_bad_arguments_name_themselves(bad: tuple, error: type) -> None:
 def test_maps_past_the_limit_are_refused_in_one_line() -> None:
     with pytest.raises(ValueError, match=str(MAX_SIDE)):
         picture(ConvSpec((MAX_SIDE + 1, 8), (3, 3)), "forward")
+
+
+# --- the files -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, name", [(ConvSpec((3, 3), (2, 2)), "forward"),
+                                        (ConvSpec((5, 5), (3, 3), stride=2), "grad_weight")])
+def test_a_gif_has_one_frame_per_output_position(spec: ConvSpec, name: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = figure(spec, name).save(tmp_path / "pass.gif", animate=True)
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(picture(spec, name).frames) == (4 if name == "forward" else 9)
+
+
+def test_the_pdf_for_slides_has_one_page_per_output_position(tmp_path: Path) -> None:
+    path = figure(ConvSpec((4, 4), (2, 2), stride=2, padding=1), "grad_input").save(tmp_path / "s.pdf", animate=True)
+    pages = re.findall(rb"/Type\s*/Page\b", path.read_bytes())
+    assert len(pages) == 16  # dE/dX is 4x4
+
+
+def test_png_svg_and_jupyter(tmp_path: Path) -> None:
+    f = figure(ConvSpec((5, 5), (3, 3), stride=2), "grad_input", frame=6)
+    assert f._repr_png_().startswith(b"\x89PNG") and "<svg" in f._repr_svg_()
+    assert f.save(tmp_path / "a.svg").read_text().count("<svg") == 1
+
+
+def test_large_maps_are_shaded_and_bounded() -> None:
+    from symconv.printing.figures.mpl import MAX_WIDTH_IN, draw
+
+    small, large = (draw(picture(ConvSpec(size, (3, 3)), "forward")) for size in ((4, 4), (40, 40)))
+    assert any("X_{11}" in t.get_text() for t in small.axes[0].texts)
+    assert not any("X_{" in t.get_text() for t in large.axes[0].texts)
+    assert large.get_figwidth() <= MAX_WIDTH_IN + 0.4 and large.get_figheight() < 10
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-o", "{tmp}/a.txt"], "must end in"),
+        (["--animate", "-o", "{tmp}/a.png"], ".gif, .pdf"),
+        (["-o", "{tmp}/missing/a.png"], "cannot write"),
+        (["--frame", "5", "-o", "{tmp}/a.png"], "--frame must be from 1 to 4"),
+        (["--pass", "backward", "-o", "{tmp}/a.png"], "invalid choice"),
+        (["--input", "80x80", "-o", "{tmp}/a.png"], "64x64"),
+        (["--input", "30x30", "--animate", "-o", "{tmp}/a.gif"], "841 frames"),
+        ([], "-o/--output"),
+    ],
+)
+def test_cli_errors_are_one_line(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["figure", *(a.format(tmp=tmp_path) for a in argv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_cli_writes_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    out = tmp_path / "s2.png"
+    assert main(["figure", "--input", "5x5", "--kernel", "3x3", "--stride", "2", "--pass", "grad_input",
+                 "--frame", "7", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.size[0] < 1400
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (.ci/run installs it)")
+@pytest.mark.parametrize("spec", [ConvSpec((5, 5), (3, 3), stride=2),
+                                  ConvSpec((6, 6), (2, 2), stride=2, padding=1, dilation=2, flip=True),
+                                  ConvSpec((4, 4), (2, 2), in_channels=2, out_channels=2, batch=2)],
+                         ids=lambda s: s.describe())
+def test_the_document_with_figures_compiles(spec: ConvSpec, tmp_path: Path) -> None:
+    d = derive(spec)
+    tex = latex_document(d, prove(d), figures=True, max_entries=4)
+    assert tex.count(r"\begin{tikzpicture}") == 3 and r"\usepackage{tikz}" in tex
+    assert r"\usepackage{tikz}" not in latex_document(d)
+    (tmp_path / "doc.tex").write_text(tex)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert (tmp_path / "doc.pdf").stat().st_size > 0

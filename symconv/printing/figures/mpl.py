@@ -152,10 +152,14 @@ def draw(p: PassPicture, frame: int = 0) -> Figure:
     return fig
 
 
-def _frames(p: PassPicture) -> Iterator[Figure]:
-    """The same figure, re-highlighted once per frame (the grids are drawn once)."""
+def _check_frames(p: PassPicture) -> None:
+    # Checked before a writer opens its file, so a refused animation leaves no half-written file behind.
     if len(p.frames) > MAX_FRAMES:
         raise ValueError(f"an animation of this spec has {len(p.frames)} frames; at most {MAX_FRAMES} are drawn")
+
+
+def _frames(p: PassPicture) -> Iterator[Figure]:
+    """The same figure, re-highlighted once per frame (the grids are drawn once)."""
     fig, ax, placed = _base(p)
     for frame in p.frames:
         artists = _highlight(ax, p, frame, placed)
@@ -166,6 +170,7 @@ def _frames(p: PassPicture) -> Iterator[Figure]:
 
 def write_gif(p: PassPicture, path: Path, dpi: int = 80, fps: int = 2) -> Path:
     """Every frame into one GIF, through matplotlib's Pillow writer."""
+    _check_frames(p)
     frames = _frames(p)
     fig = next(frames)
     writer = PillowWriter(fps=fps)
@@ -178,6 +183,7 @@ def write_gif(p: PassPicture, path: Path, dpi: int = 80, fps: int = 2) -> Path:
 
 def write_pdf_pages(p: PassPicture, path: Path) -> Path:
     """Every frame on its own page of one PDF, for slides."""
+    _check_frames(p)
     with PdfPages(path) as pdf:
         for fig in _frames(p):
             pdf.savefig(fig)
