@@ -202,7 +202,8 @@ def picture(spec: ConvSpec, pass_name: str, index_base: int = 1) -> PassPicture:
         result = _through("pad", "cropped", filt, (0, 0), spec.leftover)
         grad_title = _op("dilate", strides, r"\partial E/\partial O")
         titles = (x_title, grad_title, r"\partial E/\partial F")
-        inner = rf"\mathrm{{crop}}_{{{eh}\times{ew}}}(\mathrm{{Correlation}}({x_title}, {grad_title}))"
+        inner = rf"\mathrm{{Correlation}}({x_title}, {grad_title})"
+        inner = inner if (ah, aw) == (0, 0) else rf"\mathrm{{crop}}_{{{eh}\times{ew}}}({inner})"
         inner = rf"\mathrm{{rot180}}({inner})" if spec.flip else inner
         inner = rf"\mathrm{{subsample}}_{{{_fmt(dilations)}}}({inner})" if dilations != (1, 1) else inner
         equation = rf"\frac{{\partial E}}{{\partial F}} = {inner}"

@@ -117,7 +117,7 @@ def _base(p: PassPicture) -> tuple[Figure, Axes, list[tuple[Grid, float]]]:
     FigureCanvasAgg(fig)
     ax = fig.add_axes((0, below_in / fig.get_figheight(), 1, height * cell_in / fig.get_figheight()))
     ax.set_xlim(-0.2, max(width + 0.2, (fig.get_figwidth() - 0.4) / cell_in))
-    ax.set_ylim(-height, 0)
+    ax.set_ylim(-height - 0.05, 0.05)  # the outer borders are drawn on the limits: keep them inside
     ax.set_aspect("equal", anchor="N")
     ax.axis("off")
     labels = _labelled(p, cell_in)
