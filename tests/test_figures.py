@@ -224,7 +224,13 @@ def test_cli_writes_the_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str
         assert png.format == "PNG" and png.size[0] < 1400
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (.ci/run installs it)")
+def _tikz_missing() -> bool:
+    if shutil.which("pdflatex") is None or shutil.which("kpsewhich") is None:
+        return True
+    return subprocess.run(["kpsewhich", "tikz.sty"], capture_output=True).returncode != 0
+
+
+@pytest.mark.skipif(_tikz_missing(), reason="pdflatex or TikZ is not installed (.ci/run installs texlive-pictures)")
 @pytest.mark.parametrize("spec", [ConvSpec((5, 5), (3, 3), stride=2),
                                   ConvSpec((6, 6), (2, 2), stride=2, padding=1, dilation=2, flip=True),
                                   ConvSpec((4, 4), (2, 2), in_channels=2, out_channels=2, batch=2)],
