@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-kernels generated clean
+.PHONY: demo test bench bench-kernels generated figures clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test: $(BIN)/.installed
 # Rewrite generated/ (kernels of the catalogue and its README); tests/test_render.py fails when it is stale.
 generated: $(BIN)/.installed
 	$(BIN)/python -m symconv.catalogue generated
+
+# The README's pictures of the passes (docs/figures/): the textbook 3x3/2x2 case and the 5x5/3x3 stride-2 case.
+figures: $(BIN)/.installed
+	$(BIN)/symconv figure --pass forward --frame 2 -o docs/figures/textbook_forward.png
+	$(BIN)/symconv figure --pass grad_input --frame 5 -o docs/figures/textbook_grad_input.png
+	$(BIN)/symconv figure --input 5x5 --kernel 3x3 --stride 2 --pass forward --frame 2 -o docs/figures/stride2_forward.png
+	$(BIN)/symconv figure --input 5x5 --kernel 3x3 --stride 2 --pass grad_weight --frame 2 -o docs/figures/stride2_grad_weight.png
+	$(BIN)/symconv figure --input 5x5 --kernel 3x3 --stride 2 --pass grad_input --frame 7 -o docs/figures/stride2_grad_input.png
 
 bench: $(BIN)/.installed
 	$(BIN)/symconv bench --symbolic

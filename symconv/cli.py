@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
 from .printing.text import derivation_text
@@ -166,9 +167,11 @@ def _cmd_latex(args: argparse.Namespace) -> int:
     d = _derive(args)
     try:
         options = {"max_entries": args.max_entries, "bias": not args.no_bias}
+        if args.figures and not args.document:
+            raise ValueError("--figures needs --document: the figures are TikZ pictures inside the document")
         if args.document:
             tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress),
-                                 term_limit=args.max_terms, **options)
+                                 term_limit=args.max_terms, figures=args.figures, **options)
         else:
             tex = latex(d, term_limit=args.max_terms, **options) + "\n"
     except ValueError as error:
@@ -181,6 +184,23 @@ def _cmd_latex(args: argparse.Namespace) -> int:
             out.write(tex)
     except OSError as error:
         raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
+    print(args.output)
+    return 0
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    from .printing.figures import figure  # imported on use: matplotlib loads when the figure is drawn
+
+    try:
+        drawn = figure(spec_from_args(args), args.pass_name, 0, _index_base(args))
+        count = len(drawn.picture.frames)
+        if not 1 <= args.frame <= count:
+            raise ValueError(f"--frame must be from 1 to {count} for this pass, got {args.frame}")
+        replace(drawn, frame=args.frame - 1).save(args.output, animate=args.animate)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    except OSError as error:
+        raise UsageError(f"cannot write {args.output}: {error.strerror or error}") from None
     print(args.output)
     return 0
 
@@ -232,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
     tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
     add_max_terms(tex)
+    tex.add_argument("--figures", action="store_true", help="with --document: a TikZ picture of each pass")
+    fig = command("figure", _cmd_figure, "draw a pass (grids, padding, dilation zeros, the taps one output reads)")
+    fig.add_argument("--pass", dest="pass_name", choices=("forward", "grad_weight", "grad_input"), default="forward",
+                     help="default forward")
+    fig.add_argument("--frame", type=int, default=1, metavar="N", help="the output position drawn, 1 = first")
+    fig.add_argument("--animate", action="store_true", help="every output position: one GIF frame or PDF page each")
+    fig.add_argument("-o", "--output", required=True, metavar="FILE", help=".png, .svg, .pdf or .gif (animated)")
     bench = command("bench", _cmd_bench, "time the kernels against PyTorch and NumPy (--symbolic: derive, prove)",
                     spec_flags=False)
     bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")
