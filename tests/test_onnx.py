@@ -177,3 +177,39 @@ def test_an_attribute_no_handler_reads_is_refused() -> None:
     HANDLERS["Relu"](node, (1, 3), {}, [], {})
     with pytest.raises(ValueError, match="node 'r' \\(Relu\\): the attribute 'alpha' is not supported"):
         node.check_consumed()
+
+
+def _tiny_file(tmp_path: Path) -> Path:
+    conv, inits = _conv("conv_1", "x", "a", 2, 1, 2)
+    nodes = [conv, helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Flatten", ["b"], ["c"]),
+             helper.make_node("Gemm", ["c", "d.w", "d.b"], ["d"], transB=1), helper.make_node("Softmax", ["d"], ["p"])]
+    path = tmp_path / "tiny_model.onnx"
+    onnx.save(_model(nodes, inits + [_init("d.w", (3, 8)), _init("d.b", (3,))], ["N", 1, 3, 3]), str(path))
+    return path
+
+
+def test_cli_import_proves_writes_and_agrees(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from symconv.cli import main
+
+    tex = tmp_path / "tiny.tex"
+    status = main(["import", str(_tiny_file(tmp_path)), "--input-shape", "2,1,3,3", "--latex", str(tex)])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "0: Conv2d(2, (2, 2)" in out and "3: Dense(3) -> (2, 3)" in out and "[ok] grad_input" in out
+    assert ": agree" in out
+    document = tex.read_text()
+    assert "tiny\\_model.onnx" in document and "\\begin{align*}" in document and "[ok] grad_3.weight" in document
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--no-prove"], "symbolic dimension 'N' on axis 0: pass input_shape"),
+    (["--input-shape", "2,x"], "--input-shape must be integers"),
+    (["--input-shape", "2,2,3,3"], "fixes it at 1"),
+])
+def test_cli_import_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                        message: str) -> None:
+    from symconv.cli import main
+
+    assert main(["import", str(_tiny_file(tmp_path)), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
