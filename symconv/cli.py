@@ -152,6 +152,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    try:  # imported on use: ONNX is an optional extra that the core never imports
+        from .onnx.command import run_import
+
+        return run_import(args)
+    except (ImportError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .pipeline import write_sources  # imported on use: jinja2 and the printer are not needed elsewhere
 
@@ -267,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     train = command("train", _cmd_train, "train a LeNet-style CNN on scikit-learn's 8x8 digits in generated C",
                     spec_flags=False)
     add_train_flags(train)
+    imported = command("import", _cmd_import, "load an ONNX model: its layers, the backprop proof, a LaTeX "
+                       "document, the compiled kernels against ONNX Runtime", spec_flags=False)
+    imported.add_argument("model", metavar="MODEL.onnx", help="the ONNX file")
+    imported.add_argument("--input-shape", metavar="N,C,H,W", help="pins the model's symbolic dimensions")
+    imported.add_argument("--latex", metavar="FILE", help="write the equations and the proof as a LaTeX document")
+    imported.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                          help="of the compiled kernels (default float32)")
+    imported.add_argument("--no-prove", action="store_true",
+                          help="skip the proof (SymPy on every entry: minutes beyond a few hundred inputs)")
+    imported.add_argument("--seed", type=int, default=0, help="of the random input and the proof (default 0)")
     return parser
 
 
