@@ -10,6 +10,7 @@ from .symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .symbolic.losses import CrossEntropyLoss, MSELoss
 from .symbolic.network import Network
 from .proofs.conv import Proof, ProofReport, check, prove
+from .proofs.general import GeneralProofReport, GeneralSpec, check_general, prove_general
 from .runtime.kernels import ConvKernels
 from .symbolic.spec import ConvSpec
 from .version import __version__
@@ -23,6 +24,10 @@ __all__ = [
     "check",
     "Proof",
     "ProofReport",
+    "prove_general",
+    "check_general",
+    "GeneralProofReport",
+    "GeneralSpec",
     "compile_conv",
     "ConvKernels",
     "tune",
