@@ -199,7 +199,14 @@ def _cmd_latex(args: argparse.Namespace) -> int:
     d = derive(spec_from_args(args), _index_base(args))
     try:
         options = {"max_entries": args.max_entries, "bias": not args.no_bias}
-        tex = latex_document(d, prove(d), **options) if args.document else latex(d, **options) + "\n"
+        if args.all_sizes and not args.document:
+            raise UsageError("--all-sizes adds a section to the document: give --document too")
+        general = None
+        if args.all_sizes:
+            from .proofs.general import prove_general  # imported on use: z3 and isl
+
+            general = prove_general(flip=args.convolution)
+        tex = latex_document(d, prove(d), general, **options) if args.document else latex(d, **options) + "\n"
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.output is None:
@@ -257,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
     tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
+    tex.add_argument("--all-sizes", action="store_true",
+                     help="with --document: add the section 'For every size', the identities proved as theorems")
     bench = command("bench", _cmd_bench, "time the kernels against PyTorch and NumPy (--symbolic: derive, prove)",
                     spec_flags=False)
     bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")

@@ -275,3 +275,27 @@ def test_a_bad_option_is_a_usage_error(capsys):
     assert main(["prove", "--all-sizes", "--solvers", "cvc5"]) == 2
     assert main(["prove", "--certificate", "x"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_latex_states_the_theorems_with_their_assumptions(symbolic):
+    tex = symconv.latex(symbolic)
+    assert tex.startswith(r"\begin{aligned}") and "all proved" in tex
+    assert r"k_{\mathrm{eff}} \ge p + 1" in tex and r"n + 2 p \ge k_{\mathrm{eff}}" in tex
+    assert r"\operatorname{pad}_{k_{\mathrm{eff}} - p - 1,\,a + k_{\mathrm{eff}} - p - 1}" in tex
+    assert r"\operatorname{rot}_{180}" in tex and r"\frac{\partial E}{\partial X_{b,c,i_{h},i_{w}}} = \sum" in tex
+    one = symconv.latex(symbolic["grad_input"])
+    assert r"\bigl[" in one and "proved for every size: z3" in one
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_a_document_with_the_section_for_every_size_compiles(symbolic, tmp_path):
+    import subprocess
+
+    spec = ConvSpec((3, 3), (2, 2))
+    d = derive(spec)
+    tex = symconv.latex_document(d, prove(d), symbolic)
+    assert r"\section{For every size}" in tex and r"\paragraph{\texttt{grad\_input}}" in tex
+    (tmp_path / "doc.tex").write_text(tex, encoding="utf-8")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]

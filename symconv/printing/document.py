@@ -14,6 +14,8 @@ from .latex import counterexample_rows
 from .equations import derivation_sections
 from .latex_printer import LatexOptions, escape
 from ..proofs.conv import ProofReport
+from ..proofs.general.report import GeneralProofReport
+from .general import assumption_parts, general_rows
 
 __all__ = ["latex_document", "split_rows", "DOCUMENT_TEMPLATE"]
 
@@ -38,8 +40,10 @@ def split_rows(rows: Sequence[str], size: int = ROWS_PER_ALIGN) -> list[list[str
     return chunks
 
 
-def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, **options: Any) -> str:
-    r"""The complete ``.tex`` source of a derivation and, if given, its proofs; ``options`` as for ``latex``.
+def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
+                   general: Optional[GeneralProofReport] = None, **options: Any) -> str:
+    r"""The complete ``.tex`` source of a derivation and, if given, its proofs and the proofs for every size
+    (``general``, from ``prove_general``: a section "For every size"); ``options`` as for ``latex``.
 
     >>> from symconv import ConvSpec, derive
     >>> tex = latex_document(derive(ConvSpec((3, 3), (2, 2))))
@@ -69,6 +73,16 @@ def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
             for s in derivation_sections(derivation, o)
         ],
         proofs=proofs,
+        general=None if general is None else {
+            "description": escape(general.spec.describe()),
+            "assumptions": assumption_parts(general),
+            "holds": general.holds,
+            "axes": len(general.spec.axes),
+            "solvers": ", ".join(general.solvers),
+            "theorems": [{"name": rf"\texttt{{{escape(p.name)}}}", "statement": escape(p.statement),
+                          "verdict": p.verdict, "solvers": "+".join(p.solvers),
+                          "rows": split_rows(general_rows(p, split=True)[1:])} for p in general.proofs],
+        },
         bias=o.bias,
         multi=not spec.is_single,
         strided=spec.stride != (1, 1),

@@ -26,7 +26,7 @@ import sympy as sp
 from .obligation import Constraint
 
 __all__ = ["Vec", "Grid", "tensor", "dilate", "pad", "crop", "rot180", "subsample", "correlate", "convolve",
-           "total", "plus", "sum_entries", "inner", "inside", "broadcast"]
+           "total", "plus", "sum_entries", "inner", "inside", "broadcast", "tex_size", "plain"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class Grid:
     body: sp.Expr
     floors: tuple[tuple[sp.Symbol, sp.Expr, sp.Expr], ...] = ()
     depth: int = 0
+    tex: str = ""
+    """The map in operator notation, for LaTeX: pad, dil, rot, corr, ... applied per axis."""
 
     @property
     def definitions(self) -> tuple[Constraint, ...]:
@@ -133,6 +135,34 @@ def inside(index: Sequence[sp.Expr], extent: Sequence[sp.Expr], depth: int, firs
     return sp.Sum(deltas, *((ui, f, e - 1) for ui, f, e in zip(u, first, extent)))
 
 
+K_EFF = sp.Symbol(r"k_{\mathrm{eff}}")
+
+
+def plain(x: sp.Expr) -> sp.Expr:
+    """A size for print: the axis letter dropped (n for n_h), d·k - d + 1 written k_eff."""
+    x = sp.sympify(x)
+    strip = {v: sp.Symbol(v.name.rsplit("_", 1)[0]) for v in x.free_symbols if v.name.endswith(("_h", "_w"))}
+    x = x.xreplace(strip)
+    named = {v.name: v for v in x.free_symbols}
+    d, k = named.get("d"), named.get("k")
+    if d is not None and k is not None and x.has(d * k):
+        x = sp.expand(x.subs(d * k, K_EFF + d - 1))
+    return x
+
+
+def tex_size(items: Sequence[sp.Expr]) -> str:
+    """Sizes in LaTeX, the same letters on every axis (n for n_h and n_w) unless the axes differ."""
+    plain_items = [plain(x) for x in items]
+    if all(x == plain_items[0] for x in plain_items):
+        return sp.latex(plain_items[0])
+    return "(" + ", ".join(sp.latex(x) for x in plain_items) + ")"
+
+
+def _op(name: str, sub: str, *args: Grid) -> str:
+    subscript = f"_{{{sub}}}" if sub else ""
+    return rf"\operatorname{{{name}}}{subscript}\left({', '.join(a.tex for a in args)}\right)"
+
+
 def _symbols(letter: str, depth: int, axes: int) -> tuple[sp.Symbol, ...]:
     return tuple(sp.Symbol(f"{letter}{depth}_{a}", integer=True) for a in range(axes))
 
@@ -141,12 +171,12 @@ def _merged(*floor_lists: Sequence[tuple]) -> tuple[tuple[sp.Symbol, sp.Expr, sp
     return tuple(dict.fromkeys(f for fl in floor_lists for f in fl))
 
 
-def _new(children: Sequence[Grid], extent: Sequence[sp.Expr], make, extra: Sequence[tuple] = ()) -> Grid:
+def _new(children: Sequence[Grid], extent: Sequence[sp.Expr], make, extra: Sequence[tuple] = (), tex: str = "") -> Grid:
     """A grid one level above ``children``: ``make(index, depth)`` gives its body."""
     depth = 1 + max((c.depth for c in children), default=0)
     index = _symbols("t", depth, len(extent))
     floors = _merged(*(c.floors for c in children), extra)
-    return Grid(index, tuple(sp.expand(e) for e in extent), make(index, depth), floors, depth)
+    return Grid(index, tuple(sp.expand(e) for e in extent), make(index, depth), floors, depth, tex)
 
 
 def _floor(x: sp.Expr, y: sp.Expr) -> tuple[sp.Expr, list[tuple]]:
@@ -161,12 +191,13 @@ def _floor(x: sp.Expr, y: sp.Expr) -> tuple[sp.Expr, list[tuple]]:
     return z, [(z, x, y)]
 
 
-def tensor(name: str, extent: Sizes, prefix: Sequence[sp.Expr] = (), axes: int | None = None) -> Grid:
+def tensor(name: str, extent: Sizes, prefix: Sequence[sp.Expr] = (), axes: int | None = None, tex: str | None = None) -> Grid:
     """The tensor ``name`` as a map: entry ``name[prefix..., index...]`` inside ``extent``, 0 outside."""
     extent = _per_axis(extent, axes or (len(extent) if isinstance(extent, (Vec, tuple, list)) else 1))
     index = _symbols("t", 0, len(extent))
     base = sp.IndexedBase(name)
-    return Grid(index, extent, base[tuple(prefix) + index] * inside(index, extent, 0))
+    label = tex or (name + (f"_{{{','.join(map(sp.latex, prefix))}}}" if prefix else ""))
+    return Grid(index, extent, base[tuple(prefix) + index] * inside(index, extent, 0), (), 0, label)
 
 
 def dilate(a: Grid, factor: Sizes) -> Grid:
@@ -178,25 +209,28 @@ def dilate(a: Grid, factor: Sizes) -> Grid:
         deltas = sp.Mul(*(sp.KroneckerDelta(e, fi * wi) for e, fi, wi in zip(index, f, w)))
         return sp.Sum(a.at(*w) * deltas, *((wi, 0, L - 1) for wi, L in zip(w, a.extent)))
 
-    return _new([a], [(L - 1) * fi + 1 for L, fi in zip(a.extent, f)], body)
+    return _new([a], [(L - 1) * fi + 1 for L, fi in zip(a.extent, f)], body, tex=_op("dil", tex_size(f), a))
 
 
 def pad(a: Grid, before: Sizes, after: Sizes) -> Grid:
     """Zeros around ``a``: ``before`` in front and ``after`` behind on each axis; a negative amount crops."""
     b, e = _per_axis(before, a.axes), _per_axis(after, a.axes)
     extent = [L + bi + ei for L, bi, ei in zip(a.extent, b, e)]
-    return _new([a], extent, lambda index, depth: a.at(*(t - bi for t, bi in zip(index, b))) * inside(index, extent, depth))
+    return _new([a], extent, lambda index, depth: a.at(*(t - bi for t, bi in zip(index, b))) * inside(index, extent, depth),
+                tex=_op("pad", tex_size(b) if b == e else rf"{tex_size(b)},\,{tex_size(e)}", a))
 
 
 def crop(a: Grid, size: Sizes) -> Grid:
     """The first ``size`` entries on each axis."""
     extent = _per_axis(size, a.axes)
-    return _new([a], extent, lambda index, depth: a.at(*index) * inside(index, extent, depth))
+    return _new([a], extent, lambda index, depth: a.at(*index) * inside(index, extent, depth),
+                tex=_op("crop", tex_size(extent), a))
 
 
 def rot180(a: Grid) -> Grid:
     """Reversed on every axis: entry e is a[L - 1 - e]."""
-    return _new([a], a.extent, lambda index, _: a.at(*(L - 1 - t for t, L in zip(index, a.extent))))
+    return _new([a], a.extent, lambda index, _: a.at(*(L - 1 - t for t, L in zip(index, a.extent))),
+                tex=_op("rot", "180", a))
 
 
 def subsample(a: Grid, step: Sizes) -> Grid:
@@ -204,10 +238,10 @@ def subsample(a: Grid, step: Sizes) -> Grid:
     st = _per_axis(step, a.axes)
     floors = [_floor(L - 1, si) for L, si in zip(a.extent, st)]
     return _new([a], [z + 1 for z, _ in floors], lambda index, _: a.at(*(si * m for si, m in zip(st, index))),
-                [f for _, extra in floors for f in extra])
+                [f for _, extra in floors for f in extra], tex=_op("sub", tex_size(st), a))
 
 
-def _valid(a: Grid, k: Grid, stride: Sizes, tap) -> Grid:
+def _valid(a: Grid, k: Grid, stride: Sizes, tap, name: str) -> Grid:
     if a.axes != k.axes:
         raise ValueError(f"a map with {a.axes} axes correlated with a kernel of {k.axes}")
     st = _per_axis(stride, a.axes)
@@ -221,36 +255,39 @@ def _valid(a: Grid, k: Grid, stride: Sizes, tap) -> Grid:
         window = sp.Sum(a.at(*where) * k.at(*r), *((ri, 0, Lk - 1) for ri, Lk in zip(r, k.extent)))
         return window * fits
 
-    return _new([a, k], [z + 1 for z, _ in floors], body, [f for _, extra in floors for f in extra])
+    sub = "" if all(si == 1 for si in st) else tex_size(st)
+    return _new([a, k], [z + 1 for z, _ in floors], body, [f for _, extra in floors for f in extra],
+                tex=_op(name, sub, a, k))
 
 
 def correlate(a: Grid, k: Grid, stride: Sizes = 1) -> Grid:
     """Valid cross-correlation: out[i] = Σ_r a[stride·i + r] k[r], extent floor((La - Lk)/stride) + 1."""
-    return _valid(a, k, stride, lambda start, r, Lk: start + r)
+    return _valid(a, k, stride, lambda start, r, Lk: start + r, "corr")
 
 
 def convolve(a: Grid, k: Grid, stride: Sizes = 1) -> Grid:
     """Valid true convolution: out[i] = Σ_r a[stride·i + Lk - 1 - r] k[r]."""
-    return _valid(a, k, stride, lambda start, r, Lk: start + Lk - 1 - r)
+    return _valid(a, k, stride, lambda start, r, Lk: start + Lk - 1 - r, "conv")
 
 
 def total(a: Grid, *limits: tuple[sp.Symbol, object, object]) -> Grid:
     """Σ over channel (or image) variables, each ``(variable, first, last)``, of the map's entries."""
-    return Grid(a.index, a.extent, sp.Sum(a.body, *limits), a.floors, a.depth)
+    sums = "".join(rf"\sum_{{{sp.latex(v)}={sp.latex(lo)}}}^{{{sp.latex(hi)}}}" for v, lo, hi in limits)
+    return Grid(a.index, a.extent, sp.Sum(a.body, *limits), a.floors, a.depth, f"{sums} {a.tex}")
 
 
 def plus(a: Grid, b: Grid) -> Grid:
     """The entrywise sum of two maps of the same extent."""
     if a.extent != b.extent:
         raise ValueError(f"maps of extents {a.extent} and {b.extent} added")
-    return _new([a, b], a.extent, lambda index, _: a.at(*index) + b.at(*index))
+    return _new([a, b], a.extent, lambda index, _: a.at(*index) + b.at(*index), tex=f"{a.tex} + {b.tex}")
 
 
 def sum_entries(a: Grid) -> Grid:
     """Σ of all entries: a map with no axes."""
     v = _symbols("v", a.depth + 1, a.axes)
     body = sp.Sum(a.at(*v), *((vi, 0, L - 1) for vi, L in zip(v, a.extent)))
-    return Grid((), (), body, a.floors, a.depth + 1)
+    return Grid((), (), body, a.floors, a.depth + 1, rf"\textstyle\sum_{{\text{{entries}}}} {a.tex}")
 
 
 def inner(a: Grid, b: Grid) -> Grid:
@@ -260,11 +297,11 @@ def inner(a: Grid, b: Grid) -> Grid:
     depth = max(a.depth, b.depth) + 1
     v = _symbols("v", depth, a.axes)
     body = sp.Sum(a.at(*v) * b.at(*v), *((vi, 0, L - 1) for vi, L in zip(v, a.extent)))
-    return Grid((), (), body, _merged(a.floors, b.floors), depth)
+    return Grid((), (), body, _merged(a.floors, b.floors), depth, rf"\left\langle {a.tex},\, {b.tex} \right\rangle")
 
 
 def broadcast(value: sp.Expr, extent: Sizes, axes: int) -> Grid:
     """The same ``value`` at every entry inside ``extent`` (a bias added to every output)."""
     e = _per_axis(extent, axes)
     index = _symbols("t", 1, axes)
-    return Grid(index, e, value * inside(index, e, 1), (), 1)
+    return Grid(index, e, value * inside(index, e, 1), (), 1, sp.latex(value))

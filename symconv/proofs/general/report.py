@@ -65,6 +65,7 @@ class Sides:
     closed_extent: tuple[sp.Expr, ...]
     floors: tuple[tuple[sp.Symbol, sp.Expr, sp.Expr], ...]
     matchings: tuple[Matching, ...]
+    closed_tex: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def sides_of(spec: GeneralSpec, eq: Equation) -> Sides:
     left = normalise(eq.derived, shapes, names)
     right = normalise(eq.closed.at(*eq.spatial), shapes, names)
     return Sides(eq.tensor, eq.entry, eq.ranges, left, right, eq.extent, eq.closed.extent, eq.closed.floors,
-                 match(left, right))
+                 match(left, right), eq.closed.tex)
 
 
 def equation_obligations(spec: GeneralSpec, sides: Sides, prefix: str) -> tuple[tuple[Obligation, ...], tuple[str, ...]]:

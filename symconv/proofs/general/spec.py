@@ -156,15 +156,24 @@ class GeneralSpec:
         return tuple(c for c in out if c.truth is not True)
 
     def describe(self) -> str:
-        def one(field: str) -> str:
-            values = [getattr(a, field) for a in self.axes]
-            return "x".join(map(str, values))
-        parts = [f"{len(self.axes)}-D", f"input {one('n')}", f"kernel {one('k')}", f"stride {one('s')}",
-                 f"padding {one('p')}", f"dilation {one('d')}"]
-        parts.append("channels N, C, K" if self.counts is not None and any(isinstance(c, sp.Symbol) for c in self.counts)
-                     else "one channel" if self.counts is None else "channels " + ", ".join(map(str, self.counts)))
+        """Which sizes are symbolic and which fixed, e.g. ``2-D, n k p symbolic, stride 2, dilation 1, ...``."""
+        words = {"n": "input", "k": "kernel", "s": "stride", "p": "padding", "d": "dilation"}
+        symbolic, fixed = [], []
+        for letter, word in words.items():
+            values = [getattr(a, letter) for a in self.axes]
+            if all(isinstance(v, sp.Symbol) for v in values):
+                symbolic.append(letter)
+            else:
+                fixed.append(f"{word} " + "x".join(map(str, values)))
+        parts = [f"{len(self.axes)}-D"]
+        parts.append((" ".join(symbolic) + " symbolic" + (" per axis" if len(self.axes) > 1 else "")) if symbolic else "")
+        parts += fixed
+        if self.counts is None:
+            parts.append("one channel")
+        else:
+            parts.append("channels " + ", ".join(map(str, self.counts)))
         parts.append("convolution" if self.flip else "cross-correlation")
-        return ", ".join(parts)
+        return ", ".join(p for p in parts if p)
 
     def to_conv_spec(self, point: Mapping[str, int]) -> ConvSpec:
         """The concrete layer at a model of the assumptions (values by symbol name); the other axis of a 1-D

@@ -143,7 +143,8 @@ def closed_forms(spec: GeneralSpec, stride_one: bool = False) -> dict[str, Grid]
     prefix = (lambda *ix: ix) if spec.counts is not None else (lambda *ix: ())
     X = tensor("X", spec.n, prefix(b, c))
     F = tensor("F", spec.k, prefix(f, c))
-    G = tensor("G", spec.outputs, prefix(b, f))
+    G = tensor("G", spec.outputs, prefix(b, f), tex=r"\frac{\partial E}{\partial O%s}" % (
+        "_{b,f}" if spec.counts is not None else ""))
     sum_c = (lambda g: total(g, (c, 0, C - 1))) if spec.counts is not None else (lambda g: g)
     sum_f = (lambda g: total(g, (f, 0, K - 1))) if spec.counts is not None else (lambda g: g)
     sum_b = (lambda g: total(g, (b, 0, N - 1))) if spec.counts is not None else (lambda g: g)
