@@ -142,7 +142,7 @@ def test_templates_resolve_from_one_directory_and_are_all_used():
         referenced |= {f"conv_{f}.c.j2" for f in ("forward", "grad_input", "grad_weight", "grad_bias",
                                                              "forward_relu")
                        if '"conv_" ~ kernel.family' in source}
-    python = "".join(p.read_text() for p in (REPO / "symconv").glob("*.py"))
+    python = "".join(p.read_text() for p in (REPO / "symconv").rglob("*.py"))
     unused = {n for n in names - referenced if f'"{n}"' not in python}
     assert not unused
 
