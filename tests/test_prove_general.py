@@ -299,3 +299,18 @@ def test_a_document_with_the_section_for_every_size_compiles(symbolic, tmp_path)
     result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_with_s_and_d_fixed_isl_refutes_too_and_its_point_is_refuted_concretely():
+    from symconv.proofs.general.counterexample import confirm
+
+    L = GeneralSpec.of(axes=1, stride=2, dilation=1)
+    no_rotation = correlate(pad(dilate(L.G, L.s), L.k_eff - 1 - L.p, L.k_eff - 1 - L.p + L.a), dilate(L.F, L.d))
+    proof = check_general(L, "grad_input", no_rotation)
+    refuted = [r for d in proof.decisions for r in d.runs if r.model]
+    assert {r.solver for r in refuted} == {"z3", "isl"}
+    for d in proof.decisions:
+        for run in d.runs:
+            if run.solver == "isl" and run.model:
+                found = confirm(L, d.obligation.name, "isl", run.point, check_candidate(L, "grad_input", no_rotation))
+                assert not found.concrete.holds and found.spec.stride[0] == 2

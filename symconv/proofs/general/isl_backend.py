@@ -80,11 +80,9 @@ def run_isl(o: Obligation) -> SolverRun:
     model: tuple[tuple[str, int], ...] = ()
     if not holds:
         point = h.subtract(g).sample_point()
-        names = _names(o)
         params = [(s.name, point.get_coordinate_val(isl.dim_type.param, i).to_python()) for i, s in enumerate(o.parameters)]
         dims = [(s.name, point.get_coordinate_val(isl.dim_type.set, i).to_python()) for i, s in enumerate(o.variables)]
         model = tuple(params + dims)
-        del names
     seconds = time.perf_counter() - start
     return SolverRun("isl", VERSION, script(hyp, goal), "subset" if holds else "not subset", holds, seconds, model)
 

@@ -7,7 +7,7 @@ refutes it with a model, and ``unknown`` (z3 is incomplete for nonlinear integer
 from __future__ import annotations
 
 import time
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import sympy as sp
 import z3
@@ -98,6 +98,3 @@ def rerun_z3(text: str, timeout: float = 10.0) -> str:
     result = solver.check()
     return "unsat" if result == z3.unsat else "sat" if result == z3.sat else "unknown"
 
-
-def models(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
-    return dict(pairs)
