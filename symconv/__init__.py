@@ -4,6 +4,7 @@ from .pipeline import compile_conv
 from .printing.document import latex_document
 from .printing.latex import latex
 from .proofs.conv import Proof, ProofReport, check, prove
+from .proofs.general import GeneralProofReport, GeneralSpec, check_general, prove_general
 from .runtime.kernels import ConvKernels
 from .symbolic import forms as forms
 from .symbolic.derive import Derivation, derive
@@ -22,6 +23,10 @@ __all__ = [
     "check",
     "Proof",
     "ProofReport",
+    "prove_general",
+    "check_general",
+    "GeneralProofReport",
+    "GeneralSpec",
     "compile_conv",
     "ConvKernels",
     "tune",

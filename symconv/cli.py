@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from typing import Callable, NoReturn, Optional, Sequence, TextIO
+from typing import Callable, NoReturn, Sequence
 
 from .printing.text import derivation_text
+from .progress import ProgressBar, clear
 from .proofs.conv import prove
 from .symbolic.budget import TermLimitError
 from .symbolic.derive import Derivation, derive
@@ -45,17 +46,23 @@ def parse_pair(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
+SPEC_DEFAULTS = {"input": (3, 3), "kernel": (2, 2), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1),
+                 "channels": 1, "filters": 1, "batch": 1}
+"""The layer of a command given no flags. The flags default to None so that ``prove --all-sizes`` can tell a
+size given (fixed in the theorem) from one left out (symbolic)."""
+
+
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     """The flags that describe one layer, shared by every command."""
     g = parser.add_argument_group("layer")
-    g.add_argument("--input", type=parse_pair, default=(3, 3), metavar="HxW", help="input size (default 3x3)")
-    g.add_argument("--kernel", type=parse_pair, default=(2, 2), metavar="RxS", help="kernel size (default 2x2)")
-    g.add_argument("--stride", type=parse_pair, default=(1, 1), metavar="S|SHxSW", help="stride (default 1)")
-    g.add_argument("--padding", type=parse_pair, default=(0, 0), metavar="P|PHxPW", help="zero padding (default 0)")
-    g.add_argument("--dilation", type=parse_pair, default=(1, 1), metavar="D|DHxDW", help="dilation (default 1)")
-    g.add_argument("--channels", type=int, default=1, metavar="C", help="input channels (default 1)")
-    g.add_argument("--filters", type=int, default=1, metavar="K", help="output channels (default 1)")
-    g.add_argument("--batch", type=int, default=1, metavar="N", help="images per batch (default 1)")
+    g.add_argument("--input", type=parse_pair, metavar="HxW", help="input size (default 3x3)")
+    g.add_argument("--kernel", type=parse_pair, metavar="RxS", help="kernel size (default 2x2)")
+    g.add_argument("--stride", type=parse_pair, metavar="S|SHxSW", help="stride (default 1)")
+    g.add_argument("--padding", type=parse_pair, metavar="P|PHxPW", help="zero padding (default 0)")
+    g.add_argument("--dilation", type=parse_pair, metavar="D|DHxDW", help="dilation (default 1)")
+    g.add_argument("--channels", type=int, metavar="C", help="input channels (default 1)")
+    g.add_argument("--filters", type=int, metavar="K", help="output channels (default 1)")
+    g.add_argument("--batch", type=int, metavar="N", help="images per batch (default 1)")
     g.add_argument("--convolution", action="store_true", help="true convolution (kernel rotated 180 degrees)")
     g.add_argument("--zero-based", action="store_true", help="name entries from 0 (X_00) instead of 1 (X_11)")
 
@@ -67,44 +74,27 @@ def spec_from_args(args: argparse.Namespace) -> ConvSpec:
         raise UsageError(str(error)) from None
 
 
+def _given(args: argparse.Namespace, name: str):
+    value = getattr(args, name)
+    return SPEC_DEFAULTS[name] if value is None else value
+
+
 def _spec(args: argparse.Namespace) -> ConvSpec:
     return ConvSpec(
-        input_size=args.input,
-        kernel_size=args.kernel,
-        stride=args.stride,
-        padding=args.padding,
-        dilation=args.dilation,
-        in_channels=args.channels,
-        out_channels=args.filters,
-        batch=args.batch,
+        input_size=_given(args, "input"),
+        kernel_size=_given(args, "kernel"),
+        stride=_given(args, "stride"),
+        padding=_given(args, "padding"),
+        dilation=_given(args, "dilation"),
+        in_channels=_given(args, "channels"),
+        out_channels=_given(args, "filters"),
+        batch=_given(args, "batch"),
         flip=args.convolution,
     )
 
 
 def _index_base(args: argparse.Namespace) -> int:
     return 0 if args.zero_based else 1
-
-
-class ProgressBar:
-    """A one-line bar on a terminal, redrawn as (stage, done, total) arrive; nothing at all on a pipe or file."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-        self.shown = False
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        filled = self.WIDTH * done // max(total, 1)
-        self.shown = True  # before writing: a Ctrl-C during the write must still erase the half-drawn bar
-        self.stream.write(f"\r{stage:>6} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {100 * done // max(total, 1):3d}%")
-        self.stream.flush()
-
-    def clear(self) -> None:
-        if self.shown:  # erase the bar, so that what follows (a result, an error) starts a clean line
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-            self.shown = False
 
 
 def _derive(args: argparse.Namespace) -> Derivation:
@@ -117,9 +107,54 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 
 def _cmd_prove(args: argparse.Namespace) -> int:
+    if args.all_sizes:
+        return _prove_all_sizes(args)
+    if args.certificate is not None:
+        raise UsageError("--certificate needs --all-sizes")
     report = prove(_derive(args), max_terms=args.max_terms, progress=args.progress)
     print(report)
     return 0 if report.holds else 1
+
+
+def _general_options(args: argparse.Namespace) -> dict:
+    """The sizes given on the command line are fixed in the theorem, the others stay symbolic."""
+    def axes_of(pair):
+        return None if pair is None else (pair[0],) if args.axes == 1 else pair
+
+    counts = {"batch": args.batch, "in_channels": args.channels, "out_channels": args.filters}
+    return dict(axes=args.axes, channels=not args.one_channel, flip=args.convolution, input_size=axes_of(args.input),
+                kernel_size=axes_of(args.kernel), stride=axes_of(args.stride), padding=axes_of(args.padding),
+                dilation=axes_of(args.dilation), **({} if args.one_channel else counts))
+
+
+def _prove_all_sizes(args: argparse.Namespace) -> int:
+    from .proofs.general import prove_general  # imported on use: it loads z3 and isl
+    from .proofs.general.certificate import write_certificate
+
+    if args.one_channel and any(v is not None for v in (args.batch, args.channels, args.filters)):
+        raise UsageError("--one-channel fixes one image, channel and filter: leave out --batch, --channels, --filters")
+    solvers = tuple(s for s in args.solvers.split(",") if s)
+    try:
+        report = prove_general(**_general_options(args), solvers=solvers, timeout=args.timeout)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(report)
+    print(f"{sum(p.holds for p in report.proofs)} of {len(report.proofs)} identities proved for every size "
+          f"in {report.seconds:.1f} s")
+    if args.certificate is not None:
+        try:
+            print(f"certificate: {write_certificate(report, args.certificate)}")
+        except OSError as error:
+            raise UsageError(f"cannot write {args.certificate}: {error.strerror}") from None
+    return 0 if report.holds else 1
+
+
+def _cmd_recheck(args: argparse.Namespace) -> int:
+    from .proofs.general.certificate import recheck
+
+    result = recheck(args.folder)
+    print(result)
+    return 0 if result.holds else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -139,6 +174,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .tuning.benchmark import run_kernel_benchmark, symbolic_table
 
+    if args.general:
+        from .proofs.general.bench import general_table
+
+        table, ok = general_table()
+        print(table)
+        return 0 if ok else 1
     print(symbolic_table(quick=args.quick) if args.symbolic else run_kernel_benchmark(args))
     return 0
 
@@ -178,8 +219,15 @@ def _cmd_latex(args: argparse.Namespace) -> int:
         options = {"max_entries": args.max_entries, "bias": not args.no_bias}
         if args.figures and not args.document:
             raise ValueError("--figures needs --document: the figures are TikZ pictures inside the document")
+        if args.all_sizes and not args.document:
+            raise UsageError("--all-sizes adds a section to the document: give --document too")
         if args.document:
-            tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress),
+            general = None
+            if args.all_sizes:
+                from .proofs.general import prove_general  # imported on use: z3 and isl
+
+                general = prove_general(flip=args.convolution)
+            tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress), general,
                                  term_limit=args.max_terms, figures=args.figures, **options)
         else:
             tex = latex(d, term_limit=args.max_terms, **options) + "\n"
@@ -249,7 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub = command(name, run, help)
         sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
         add_max_terms(sub)
-    add_max_terms(command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails"))
+    prove_cmd = command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
+    add_max_terms(prove_cmd)
+    g = prove_cmd.add_argument_group("for every size (--all-sizes)")
+    g.add_argument("--all-sizes", action="store_true",
+                   help="prove the identities for symbolic sizes: the layer flags given are fixed, the others symbolic")
+    g.add_argument("--axes", type=int, choices=(1, 2), default=2, help="spatial axes of the theorem (default 2)")
+    g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")
+    g.add_argument("--solvers", default="z3,isl", metavar="LIST",
+                   help="z3, isl or both (default z3,isl; isl decides the obligations affine in the sizes)")
+    g.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per solver run (default 10)")
+    g.add_argument("--certificate", metavar="DIR", help="write the certificate (JSON and solver files) to DIR")
+    recheck = command("recheck", _cmd_recheck, "re-derive and re-run a certificate of prove --all-sizes; exit 0 "
+                      "iff it is genuine and proves every identity", spec_flags=False)
+    recheck.add_argument("folder", metavar="DIR", help="the folder prove --all-sizes --certificate wrote")
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
     generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
     generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm", "direct"),
@@ -268,9 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     fig.add_argument("--frame", type=int, default=1, metavar="N", help="the output position drawn, 1 = first")
     fig.add_argument("--animate", action="store_true", help="every output position: one GIF frame or PDF page each")
     fig.add_argument("-o", "--output", required=True, metavar="FILE", help=".png, .svg, .pdf or .gif (animated)")
+    tex.add_argument("--all-sizes", action="store_true",
+                     help="with --document: add the section 'For every size', the identities proved as theorems")
     bench = command("bench", _cmd_bench, "time the kernels against PyTorch and NumPy (--symbolic: derive, prove)",
                     spec_flags=False)
     bench.add_argument("--symbolic", action="store_true", help="time the symbolic derivation and proof instead")
+    bench.add_argument("--general", action="store_true", help="time the proofs for every size (prove --all-sizes)")
     bench.add_argument("--quick", action="store_true", help="small sizes only (symbolic); few short samples (kernels)")
     add_kernel_flags(bench)
     train = command("train", _cmd_train, "train a LeNet-style CNN on scikit-learn's 8x8 digits in generated C",
@@ -297,20 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.progress = bar
         return int(args.run(args))
     except (UsageError, TermLimitError) as error:
-        _clear(bar)
+        clear(bar)
         print(f"symconv: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        _clear(bar)
+        clear(bar)
         print("symconv: interrupted", file=sys.stderr)
         return 130
     finally:
-        _clear(bar)
-
-
-def _clear(bar: Optional[ProgressBar]) -> None:
-    if bar is not None:
-        bar.clear()
+        clear(bar)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ RANKS = {
     "runtime": 6,
     "pipeline": 7,
     "tuning": 8,
-    "demo": 9, "train": 9, "catalogue": 9, "export": 9,
+    "demo": 9, "train": 9, "catalogue": 9, "export": 9, "progress": 9,
     "cli": 10, "__init__": 10,
     "torch": 11, "onnx": 11,  # the optional bridges: on top of the public API, never imported by the core
 }
@@ -36,6 +36,7 @@ RANKS = {
 UPWARD_CONVENIENCES = {
     ("symconv.symbolic.derive", "_repr_latex_"),     # Jupyter shows a Derivation as LaTeX
     ("symconv.proofs.conv", "_repr_latex_"),         # ... and a Proof or ProofReport
+    ("symconv.proofs.general.report", "_repr_latex_"),  # ... and a GeneralProof or GeneralProofReport
     ("symconv.symbolic.network", "prove"),           # Network.prove(): the network proofs of its derivation
     ("symconv.symbolic.network", "compile"),         # Network.compile(): pipeline.compile_network(self)
     ("symconv.cli", "_cmd_import"),                  # `symconv import`: the ONNX bridge, an optional extra

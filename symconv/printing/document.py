@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 from ..proofs.conv import ProofReport
+from ..proofs.general.report import GeneralProofReport
 from ..symbolic.budget import check_budget
 from ..symbolic.derive import Derivation
 from ..templating import environment
 from ..version import __version__
 from .equations import derivation_sections
+from .general import assumption_parts, general_rows
 from .latex import counterexample_rows
 from .latex_printer import LatexOptions, escape
 
@@ -56,10 +58,12 @@ def _figures(derivation: Derivation) -> dict[str, dict[str, Any]]:
     return out
 
 
-def latex_document(derivation: Derivation, report: Optional[ProofReport] = None, *, figures: bool = False,
+def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
+                   general: Optional[GeneralProofReport] = None, *, figures: bool = False,
                    term_limit: Optional[int] = None, **options: Any) -> str:
-    r"""The complete ``.tex`` source of a derivation and, if given, its proofs; ``options`` and ``term_limit`` as
-    for ``latex``; ``figures`` adds a TikZ picture of each pass.
+    r"""The complete ``.tex`` source of a derivation and, if given, its proofs and the proofs for every size
+    (``general``, from ``prove_general``: a section "For every size"); ``options`` and ``term_limit`` as for
+    ``latex``; ``figures`` adds a TikZ picture of each pass.
 
     ``figures=True`` draws each pass after its closed form as TikZ (``symconv.printing.figures``; pdflatex then
     needs TikZ too, Debian's texlive-pictures).
@@ -95,6 +99,16 @@ def latex_document(derivation: Derivation, report: Optional[ProofReport] = None,
         ],
         proofs=proofs,
         figures=bool(drawn),
+        general=None if general is None else {
+            "description": escape(general.spec.describe()),
+            "assumptions": assumption_parts(general),
+            "holds": general.holds,
+            "axes": len(general.spec.axes),
+            "solvers": ", ".join(general.solvers),
+            "theorems": [{"name": rf"\texttt{{{escape(p.name)}}}", "statement": escape(p.statement),
+                          "verdict": p.verdict, "solvers": "+".join(p.solvers),
+                          "rows": split_rows(general_rows(p, split=True)[1:])} for p in general.proofs],
+        },
         bias=o.bias,
         multi=not spec.is_single,
         strided=spec.stride != (1, 1),

@@ -16,15 +16,17 @@ import numpy as np
 import sympy as sp
 
 from ..proofs.conv import Counterexample, Proof, ProofReport
+from ..proofs.general.report import GeneralProof, GeneralProofReport
 from ..symbolic.budget import check_budget
 from ..symbolic.derive import Derivation
 from ..symbolic.symbols import positions, to_numpy
 from .equations import derivation_sections
+from .general import general_rows, report_rows
 from .latex_printer import VDOTS_ROW, ConvLatexPrinter, LatexOptions, elide, pmatrix, text
 
 __all__ = ["latex", "LatexOptions", "proof_rows", "counterexample_rows"]
 
-Printable = Union[Derivation, Proof, ProofReport, sp.NDimArray, sp.MatrixBase]
+Printable = Union[Derivation, Proof, ProofReport, GeneralProof, GeneralProofReport, sp.NDimArray, sp.MatrixBase]
 
 
 def latex(obj: Printable, *, term_limit: Optional[int] = None, **options: Any) -> str:
@@ -49,9 +51,14 @@ def latex(obj: Printable, *, term_limit: Optional[int] = None, **options: Any) -
         return _aligned([header] + [row for proof in obj.proofs for row in proof_rows(proof, o)])
     if isinstance(obj, Proof):
         return _aligned(proof_rows(obj, o))
+    if isinstance(obj, GeneralProofReport):
+        return _aligned(report_rows(obj))
+    if isinstance(obj, GeneralProof):
+        return _aligned(general_rows(obj))
     if isinstance(obj, (sp.NDimArray, sp.MatrixBase)):
         return _tensor(to_numpy(sp.Array(obj)), o)
-    raise TypeError(f"latex() prints a Derivation, Proof, ProofReport or sympy Array, not {type(obj).__name__}")
+    raise TypeError(f"latex() prints a Derivation, Proof, ProofReport, GeneralProof(Report) or sympy Array, "
+                    f"not {type(obj).__name__}")
 
 
 def _aligned(rows: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import Callable, Iterable, Literal, Optional, Union
+from typing import Callable, Generic, Iterable, Literal, Optional, Protocol, TypeVar, Union
 
 import numpy as np
 import sympy as sp
@@ -60,16 +60,27 @@ class Proof:
         return f"$\\displaystyle {latex(self)}$"
 
 
-class Proofs:
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def holds(self) -> bool: ...
+
+
+P = TypeVar("P", bound=_Named)
+
+
+class Proofs(Generic[P]):
     """What every report of proofs has: ``holds`` iff each proof does, lookup by name, one line per proof."""
 
-    proofs: tuple[Proof, ...]
+    proofs: tuple[P, ...]
 
     @property
     def holds(self) -> bool:
         return all(p.holds for p in self.proofs)
 
-    def __getitem__(self, name: str) -> Proof:
+    def __getitem__(self, name: str) -> P:
         for proof in self.proofs:
             if proof.name == name:
                 return proof
@@ -85,7 +96,7 @@ class Proofs:
 
 
 @dataclass(frozen=True)
-class ProofReport(Proofs):
+class ProofReport(Proofs[Proof]):
     """All identities of one spec; ``holds`` iff every one does."""
 
     spec: ConvSpec

@@ -54,7 +54,7 @@ STATEMENTS: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
-class LayerProofReport(Proofs):
+class LayerProofReport(Proofs[Proof]):
     """The proofs of one layer on one input shape; ``region`` names the branch the region proofs are on."""
 
     subject: str
