@@ -122,3 +122,19 @@ def test_padding_taps_are_dropped():
     d = derive(ConvSpec((2, 2), (3, 3), padding=1))
     # The corner output sees only the four real inputs under the bottom-right of the kernel.
     assert len(d.forward_terms((0, 0, 0, 0))) == 4 + 1
+
+
+@pytest.mark.parametrize("spec", [
+    ConvSpec((3, 3), (2, 2)),
+    ConvSpec((6, 5), (3, 2), stride=(2, 1), padding=(1, 0)),
+    ConvSpec((7, 7), (3, 3), padding=2, dilation=2, in_channels=2, out_channels=2, batch=2),
+    ConvSpec((5, 5), (3, 3), stride=2, flip=True),
+])
+def test_entries_are_the_trees_sympys_own_constructors_build(spec):
+    # derive builds its sums of products directly (symbolic/sparse.py, through SymPy's private constructors):
+    # each must be the very tree sp.Add(*sp.Mul(...)) gives, or results would compare unequal to SymPy's own.
+    d = derive(spec)
+    for name in ("output", "grad_input", "grad_weight", "grad_bias"):
+        for entry in entries(getattr(d, name)):
+            rebuilt = sp.Add(*(sp.Mul(*term.args) if term.is_Mul else term for term in sp.Add.make_args(entry)))
+            assert sp.srepr(entry) == sp.srepr(rebuilt) and hash(entry) == hash(rebuilt), (name, entry)
