@@ -16,7 +16,7 @@ demo: $(BIN)/.installed
 
 # The linter and the type checker first (seconds), then the suite.
 test: $(BIN)/.installed
-	$(BIN)/ruff check symconv tests
+	$(BIN)/ruff check --no-cache symconv tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
