@@ -39,6 +39,8 @@ UPWARD_CONVENIENCES = {
     ("symconv.symbolic.network", "prove"),           # Network.prove(): the network proofs of its derivation
     ("symconv.symbolic.network", "compile"),         # Network.compile(): pipeline.compile_network(self)
     ("symconv.cli", "_cmd_import"),                  # `symconv import`: the ONNX bridge, an optional extra
+    ("symconv.symbolic.network", "export"),          # Network.export(): export.export_network(self), a C library
+    ("symconv.cli", "_cmd_export"),                  # `symconv export --onnx`: the ONNX bridge, an optional extra
 }
 
 
