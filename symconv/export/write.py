@@ -84,6 +84,8 @@ def export_network(network: Network, directory: os.PathLike[str] | str, name: st
     (``<name>_test.c`` and Python's data for it, ``test_steps`` SGD steps at ``learning_rate``; this compiles the
     network in Python, with ``compile_options``); 0 leaves it out. ``prove`` proves every layer on its shape first.
     """
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"the library name must be a C identifier, got {name!r}")
     if test_steps < 0:
         raise ValueError(f"test_steps must be >= 0, got {test_steps}")
     lib = plan_library(network, dtype, strategy)
