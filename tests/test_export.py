@@ -236,8 +236,36 @@ def test_cortex_m4_cross_compile(digits: Path, tmp_path: Path) -> None:
     assert outside <= {"exp", "expf", "log", "memset"}, outside
     sizes = _run(["arm-none-eabi-size", "-t", "libdigits.a"], changed).stdout
     print(sizes)
-    text = int(sizes.splitlines()[-1].split()[0])
-    assert text > 0
+    assert int(sizes.splitlines()[-1].split()[0]) > 0
+    # A whole firmware image: inference on the const weights, then one training step, all memory static.
+    (changed / "firmware.c").write_text(FIRMWARE)
+    linked = _run(["arm-none-eabi-gcc", *PEDANTIC.split(), *CORTEX_M4.split(), "--specs=nano.specs",
+                   "--specs=nosys.specs", "-Wl,--gc-sections", "-o", "firmware.elf", "firmware.c", "libdigits.a",
+                   "-lm"], changed, check=False)
+    if linked.returncode != 0 and "nano.specs" in linked.stderr:
+        pytest.skip("no newlib to link a Cortex-M4 image (apt-get install libnewlib-arm-none-eabi)")
+    assert linked.returncode == 0, linked.stderr
+    text, data, bss = map(int, _run(["arm-none-eabi-size", "firmware.elf"], changed).stdout.splitlines()[1].split()[:3])
+    m = _macros(changed / "digits.h")
+    ram = m["DIGITS_WORKSPACE_WORDS"] * 8 + 2 * m["DIGITS_PARAMS_SIZE"] * 4
+    print(f"Cortex-M4 image: flash {text + data} bytes, RAM {bss + data} bytes (workspace + params + grads {ram})")
+    assert bss >= ram
+
+
+FIRMWARE = """\
+#include "digits.h"
+static digits_word workspace[DIGITS_WORKSPACE_WORDS];
+static digits_real params[DIGITS_PARAMS_SIZE], grads[DIGITS_PARAMS_SIZE];
+static digits_real input[DIGITS_INPUT_SIZE], output[DIGITS_OUTPUT_SIZE];
+static digits_target labels[DIGITS_BATCH];
+int main(void)
+{
+    digits_real loss;
+    digits_forward(digits_weights, input, output, workspace);
+    digits_init_params(params, 1);
+    return digits_sgd_step(params, input, labels, 0.1f, grads, &loss, workspace) + (output[0] > 0);
+}
+"""
 
 
 def test_arm_linux_host_test_under_qemu(digits: Path, tmp_path: Path) -> None:
@@ -249,6 +277,15 @@ def test_arm_linux_host_test_under_qemu(digits: Path, tmp_path: Path) -> None:
     _make(changed, CC="arm-linux-gnueabihf-gcc", AR="arm-linux-gnueabihf-ar")
     assert "ARM" in _run(["file", "digits_test"], changed, check=False).stdout or shutil.which("file") is None
     _host_test_passes(_run(["qemu-arm", "-L", "/usr/arm-linux-gnueabihf", "./digits_test"], changed).stdout)
+
+
+def test_export_proves_every_layer_on_its_shape_when_asked(tmp_path: Path) -> None:
+    network = Network([Flatten(), Dense(2), ReLU(), Dense(2), CrossEntropyLoss()], (2, 3))
+    network.export(tmp_path, "tiny", test_steps=0, prove=True)
+    banner = (tmp_path / "tiny.c").read_text().split("*/")[0]
+    assert banner.count("[holds on this shape]") == 5 and "checked at export: yes" in banner
+    network.export(tmp_path, "tiny", test_steps=0)
+    assert "[holds" not in (tmp_path / "tiny.c").read_text() and "checked at export: no" in (tmp_path / "tiny.c").read_text()
 
 
 def test_cli_export(tmp_path: Path, kernel_cache: str, capsys: pytest.CaptureFixture[str]) -> None:
