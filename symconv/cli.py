@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from typing import Callable, NoReturn, Optional, Sequence, TextIO
 
+from .export.command import add_export_flags
 from .printing.text import derivation_text
 from .proofs.conv import prove
 from .symbolic.budget import TermLimitError
@@ -162,32 +163,19 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .export.write import export_network
+    from .export.command import run_export
     from .train import lenet_digits
 
-    if args.onnx:
-        try:  # imported on use: ONNX is an optional extra that the core never imports
-            from .onnx.load import load
-
-            imported = load(args.onnx, _ints(args.input_shape) if args.input_shape else None)
-        except (ImportError, ValueError) as error:
-            raise UsageError(str(error)) from None
-        network, params = imported.network, imported.params
-    else:
-        network, params = lenet_digits(args.batch), None
-    if args.params:
-        with np.load(args.params) as saved:
-            params = {key: saved[key] for key in saved.files}
     try:
-        paths = export_network(network, args.output, args.name, params=params, seed=args.seed, dtype=args.dtype,
-                               strategy=args.strategy, weights=args.weights != "none", test_steps=args.test_steps,
-                               learning_rate=args.lr, prove=args.prove)
-    except ValueError as error:
+        if not args.onnx:
+            return run_export(args, lenet_digits(args.batch), None)
+        # imported on use: ONNX is an optional extra that the core never imports
+        from .onnx.load import load
+
+        imported = load(args.onnx, _ints(args.input_shape) if args.input_shape else None)
+        return run_export(args, imported.network, imported.params)
+    except (ImportError, ValueError) as error:
         raise UsageError(str(error)) from None
-    print("\n".join(str(p) for p in paths))
-    return 0
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -322,25 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--no-prove", action="store_true",
                           help="skip the proof (SymPy on every entry: minutes beyond a few hundred inputs)")
     imported.add_argument("--seed", type=int, default=0, help="of the random input and the proof (default 0)")
-    export = command("export", _cmd_export, "write a standalone C99 library of a network: inference, backward, "
-                     "SGD, Makefile, CMakeLists.txt, host test", spec_flags=False)
-    export.add_argument("-o", "--output", required=True, metavar="DIR", help="directory to write")
-    export.add_argument("--name", default="net", help="C prefix of the files and functions (default net)")
-    export.add_argument("--onnx", metavar="MODEL.onnx", help="the network and its weights from ONNX (default: the "
-                        "digits CNN of symconv train)")
-    export.add_argument("--input-shape", metavar="N,C,H,W", help="with --onnx: pins the model's symbolic dimensions")
-    export.add_argument("--batch", type=int, default=32, help="the digits CNN's batch (default 32)")
-    export.add_argument("--params", metavar="FILE.npz", help="parameters keyed as PyTorch's (\"0.weight\", ...)")
-    export.add_argument("--weights", choices=("params", "none"), default="params",
-                        help="none: no const weights, train from <name>_init_params (default params)")
-    export.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
-    export.add_argument("--strategy", choices=("loops", "unrolled"),
-                        help="of the convolutions (default: unrolled for small layers, else loops)")
-    export.add_argument("--test-steps", type=int, default=3, metavar="K",
-                        help="SGD steps of the host test (default 3; 0: no host test)")
-    export.add_argument("--lr", type=float, default=0.1, help="learning rate of the host test (default 0.1)")
-    export.add_argument("--seed", type=int, default=0, help="of the initial parameters and test data (default 0)")
-    export.add_argument("--prove", action="store_true", help="prove every layer on its shape first")
+    add_export_flags(command("export", _cmd_export, "write a standalone C99 library of a network: inference, "
+                             "backward, SGD, Makefile, CMakeLists.txt, host test", spec_flags=False))
     return parser
 
 

@@ -14,7 +14,7 @@ from typing import Any, Final, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..codegen.render import prototype, render, render_layers
+from ..codegen.render import LAYER_MODULE_TEMPLATES, MODULE_TEMPLATES, prototype, render, render_layers
 from ..templating import environment
 from ..version import __version__
 from .layout import Call, Library
@@ -100,7 +100,9 @@ def _context(lib: Library, name: str, weights: bool, proofs: Sequence[str]) -> d
 
 def _with_banner(banner: str, name: str, text: str) -> str:
     # The kernels' own banner (template, key, spec, strategy) follows the export's; the include renames them.
-    return f"{banner}#include \"{name}_kernels.h\"\n\n{text}"
+    note = (f"/* In this library only {name}.c calls these kernels, always on arrays of exactly their shapes and with\n"
+            f" * class labels it checked first: the argument checks of the Python runtime are not needed here. */\n")
+    return f"{banner}{note}#include \"{name}_kernels.h\"\n\n{text}"
 
 
 def render_library(lib: Library, name: str, params: Optional[Mapping[str, np.ndarray]], proofs: Sequence[str],
@@ -118,15 +120,17 @@ def render_library(lib: Library, name: str, params: Optional[Mapping[str, np.nda
     context = _context(lib, name, params is not None, proofs)
     env = environment()
 
-    def text(template: str, **extra: Any) -> str:
-        return env.get_template(template).render(context, template=template, **extra)
+    def text(template: str, shown: str = "", **extra: Any) -> str:
+        return env.get_template(template).render(context, template=shown or template, **extra)
 
     files = {f"{name}.h": text("export_network.h.j2"), f"{name}.c": text("export_network.c.j2"),
              f"{name}_kernels.h": text("export_kernels.h.j2")}
-    banner = text("export_banner.c.j2")
     for plan in lib.conv_plans:
+        banner = text("export_banner.c.j2", f"{MODULE_TEMPLATES['c']} (below), through templates/export_banner.c.j2")
         files[f"{name}_{plan.prefix}.c"] = _with_banner(banner, name, render(plan).c)
     if lib.layer_plans:
+        banner = text("export_banner.c.j2", f"{LAYER_MODULE_TEMPLATES['c']} (below), through "
+                      "templates/export_banner.c.j2")
         files[f"{name}_layers.c"] = _with_banner(banner, name, render_layers(list(lib.layer_plans)).c)
     if params is not None:
         tensors = [{"key": p.key, "shape": p.shape, "macro": p.macro,
@@ -135,7 +139,7 @@ def render_library(lib: Library, name: str, params: Optional[Mapping[str, np.nda
     sources = [f for f in files if f.endswith(".c")]
     if test is not None:
         arrays = _test_arrays(lib, test)
-        extra = {"arrays": arrays, "steps": len(test.losses), "learning_rate": c_literal(test.learning_rate, "float64"),
+        extra: dict[str, Any] = {"arrays": arrays, "steps": len(test.losses), "learning_rate": c_literal(test.learning_rate, "float64"),
                  "tolerance": f"{test.tolerance:g}", "step_tolerance": f"{test.step_tolerance:g}"}
         files[f"{name}_test_data.h"] = text("export_test_data.h.j2", **extra)
         files[f"{name}_test_data.c"] = text("export_test_data.c.j2", **extra)

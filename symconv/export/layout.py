@@ -138,7 +138,8 @@ class _Workspace:
     """Hands out aligned byte ranges in order."""
 
     def __init__(self, itemsize: int) -> None:
-        self.itemsize, self.end, self.buffers = itemsize, 0, []  # type: tuple[int, int, list[Buffer]]
+        self.itemsize, self.end = itemsize, 0
+        self.buffers: list[Buffer] = []
 
     def take(self, name: str, ctype: str, entries: int, what: str) -> str:
         size = entries * (8 if ctype == _INDEX_CTYPE else self.itemsize)
