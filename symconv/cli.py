@@ -12,6 +12,8 @@ import sys
 from dataclasses import replace
 from typing import Callable, NoReturn, Sequence
 
+from .all_sizes import add_all_sizes_flags, prove_all_sizes, recheck_certificate
+from .export.command import add_export_flags
 from .printing.text import derivation_text
 from .progress import ProgressBar, clear
 from .proofs.conv import prove
@@ -108,53 +110,15 @@ def _cmd_derive(args: argparse.Namespace) -> int:
 
 def _cmd_prove(args: argparse.Namespace) -> int:
     if args.all_sizes:
-        return _prove_all_sizes(args)
+        try:
+            return prove_all_sizes(args)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     if args.certificate is not None:
         raise UsageError("--certificate needs --all-sizes")
     report = prove(_derive(args), max_terms=args.max_terms, progress=args.progress)
     print(report)
     return 0 if report.holds else 1
-
-
-def _general_options(args: argparse.Namespace) -> dict:
-    """The sizes given on the command line are fixed in the theorem, the others stay symbolic."""
-    def axes_of(pair):
-        return None if pair is None else (pair[0],) if args.axes == 1 else pair
-
-    counts = {"batch": args.batch, "in_channels": args.channels, "out_channels": args.filters}
-    return dict(axes=args.axes, channels=not args.one_channel, flip=args.convolution, input_size=axes_of(args.input),
-                kernel_size=axes_of(args.kernel), stride=axes_of(args.stride), padding=axes_of(args.padding),
-                dilation=axes_of(args.dilation), **({} if args.one_channel else counts))
-
-
-def _prove_all_sizes(args: argparse.Namespace) -> int:
-    from .proofs.general import prove_general  # imported on use: it loads z3 and isl
-    from .proofs.general.certificate import write_certificate
-
-    if args.one_channel and any(v is not None for v in (args.batch, args.channels, args.filters)):
-        raise UsageError("--one-channel fixes one image, channel and filter: leave out --batch, --channels, --filters")
-    solvers = tuple(s for s in args.solvers.split(",") if s)
-    try:
-        report = prove_general(**_general_options(args), solvers=solvers, timeout=args.timeout)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    print(report)
-    print(f"{sum(p.holds for p in report.proofs)} of {len(report.proofs)} identities proved for every size "
-          f"in {report.seconds:.1f} s")
-    if args.certificate is not None:
-        try:
-            print(f"certificate: {write_certificate(report, args.certificate)}")
-        except OSError as error:
-            raise UsageError(f"cannot write {args.certificate}: {error.strerror}") from None
-    return 0 if report.holds else 1
-
-
-def _cmd_recheck(args: argparse.Namespace) -> int:
-    from .proofs.general.certificate import recheck
-
-    result = recheck(args.folder)
-    print(result)
-    return 0 if result.holds else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -200,6 +164,29 @@ def _cmd_import(args: argparse.Namespace) -> int:
         return run_import(args)
     except (ImportError, ValueError) as error:
         raise UsageError(str(error)) from None
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export.command import run_export
+    from .train import lenet_digits
+
+    try:
+        if not args.onnx:
+            return run_export(args, lenet_digits(args.batch), None)
+        # imported on use: ONNX is an optional extra that the core never imports
+        from .onnx.load import load
+
+        imported = load(args.onnx, _ints(args.input_shape) if args.input_shape else None)
+        return run_export(args, imported.network, imported.params)
+    except (ImportError, ValueError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise UsageError(f"expected integers separated by commas, got {text!r}") from None
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
@@ -299,16 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_max_terms(sub)
     prove_cmd = command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
     add_max_terms(prove_cmd)
-    g = prove_cmd.add_argument_group("for every size (--all-sizes)")
-    g.add_argument("--all-sizes", action="store_true",
-                   help="prove the identities for symbolic sizes: the layer flags given are fixed, the others symbolic")
-    g.add_argument("--axes", type=int, choices=(1, 2), default=2, help="spatial axes of the theorem (default 2)")
-    g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")
-    g.add_argument("--solvers", default="z3,isl", metavar="LIST",
-                   help="z3, isl or both (default z3,isl; isl decides the obligations affine in the sizes)")
-    g.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per solver run (default 10)")
-    g.add_argument("--certificate", metavar="DIR", help="write the certificate (JSON and solver files) to DIR")
-    recheck = command("recheck", _cmd_recheck, "re-derive and re-run a certificate of prove --all-sizes; exit 0 "
+    add_all_sizes_flags(prove_cmd)
+    recheck = command("recheck", recheck_certificate, "re-derive and re-run a certificate of prove --all-sizes; exit 0 "
                       "iff it is genuine and proves every identity", spec_flags=False)
     recheck.add_argument("folder", metavar="DIR", help="the folder prove --all-sizes --certificate wrote")
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
@@ -350,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     imported.add_argument("--no-prove", action="store_true",
                           help="skip the proof (SymPy on every entry: minutes beyond a few hundred inputs)")
     imported.add_argument("--seed", type=int, default=0, help="of the random input and the proof (default 0)")
+    add_export_flags(command("export", _cmd_export, "write a standalone C99 library of a network: inference, "
+                             "backward, SGD, Makefile, CMakeLists.txt, host test", spec_flags=False))
     return parser
 
 

@@ -26,7 +26,7 @@ RANKS = {
     "runtime": 6,
     "pipeline": 7,
     "tuning": 8,
-    "demo": 9, "train": 9, "catalogue": 9, "export": 9, "progress": 9,
+    "demo": 9, "train": 9, "catalogue": 9, "export": 9, "progress": 9, "all_sizes": 9,
     "cli": 10, "__init__": 10,
     "torch": 11, "onnx": 11,  # the optional bridges: on top of the public API, never imported by the core
 }
@@ -40,6 +40,8 @@ UPWARD_CONVENIENCES = {
     ("symconv.symbolic.network", "prove"),           # Network.prove(): the network proofs of its derivation
     ("symconv.symbolic.network", "compile"),         # Network.compile(): pipeline.compile_network(self)
     ("symconv.cli", "_cmd_import"),                  # `symconv import`: the ONNX bridge, an optional extra
+    ("symconv.symbolic.network", "export"),          # Network.export(): export.export_network(self), a C library
+    ("symconv.cli", "_cmd_export"),                  # `symconv export --onnx`: the ONNX bridge, an optional extra
 }
 
 

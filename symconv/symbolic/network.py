@@ -6,7 +6,9 @@ same dict serves the symbolic derivation, the NumPy reference, later C kernels, 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -270,3 +272,12 @@ class Network:
         from ..pipeline import compile_network  # imported on use: a convenience of a higher stage, as _repr_latex_
 
         return compile_network(self, dtype, **options)
+
+    def export(self, directory: "os.PathLike[str] | str", name: str = "net", **options: Any) -> "list[Path]":
+        """Write the network as a standalone C99 library into ``directory``; the paths written.
+
+        ``options`` go to ``symconv.export.export_network``: params, seed, dtype, strategy, weights, test_steps, ...
+        """
+        from ..export.write import export_network  # imported on use: a convenience of a higher stage, as compile
+
+        return export_network(self, directory, name, **options)
