@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
-from conftest import STRICT_CFLAGS
 
+from conftest import STRICT_CFLAGS
 from symconv import ConvSpec, Tuning, compile_conv, tune
 from symconv import pipeline as codegen
 from symconv.codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds

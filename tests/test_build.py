@@ -13,8 +13,8 @@ from pathlib import Path
 import cffi
 import numpy as np
 import pytest
-from conftest import STRICT_CFLAGS
 
+from conftest import STRICT_CFLAGS
 from symconv import ConvSpec, compile_conv
 from symconv.build.cache import CACHE_ENV, BuildJob, CompilerError, build, cache_root, environment_key
 from symconv.symbolic.reference import conv2d_forward

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import STRICT_CFLAGS
 
+from conftest import STRICT_CFLAGS
 from symconv.pipeline import compile_network
 from symconv.runtime.network import CompiledNetwork
 from symconv.symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU

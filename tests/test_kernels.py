@@ -293,7 +293,6 @@ PASS_INPUTS = {"grad_weight": (("x", "dy"), conv2d_grad_weight), "grad_input": (
 @pytest.mark.parametrize("arch", ["native", "portable"])
 def test_channels_last_kernels_match_the_reference(kernel_cache, family, spec, dtype, arch):
     from conftest import STRICT_CFLAGS
-
     from symconv import compile_conv
     from symconv.codegen.lowering import lower
 
@@ -356,7 +355,6 @@ def test_thread_counts_agree_in_float32(kernels, strategy):
 def test_portable_vector_kernels_match_the_reference(kernel_cache, dtype, strategy, spec):
     """arch='portable' builds the same templates without -march=native (narrower vectors, other tile sizes)."""
     from conftest import STRICT_CFLAGS
-
     from symconv import compile_conv
 
     k = compile_conv(spec, dtype, strategy, cflags=STRICT_CFLAGS, arch="portable", threads=2)
@@ -370,7 +368,6 @@ def test_portable_vector_kernels_match_the_reference(kernel_cache, dtype, strate
 # The fused forward + ReLU (compile_conv(..., fuse_relu=True)): an extra kernel in the same module.
 def fused(spec: ConvSpec, dtype: str = "float64", strategy=None, **options):
     from conftest import STRICT_CFLAGS
-
     from symconv import compile_conv
 
     return compile_conv(spec, dtype, strategy, cflags=STRICT_CFLAGS, fuse_relu=True, **options)

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import STRICT_CFLAGS
 
+from conftest import STRICT_CFLAGS
 from symconv.codegen.layer_lowering import (
     AvgPoolOp,
     CrossEntropyOp,

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import STRICT_CFLAGS
 
+from conftest import STRICT_CFLAGS
 from symconv import pipeline as compiled_network
 from symconv.cli import main as cli_main
 from symconv.train import MissingExtra, TrainConfig, load_digits_split, train
