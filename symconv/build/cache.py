@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -41,10 +42,12 @@ except ImportError:  # Windows: atomic renames alone keep the cache consistent, 
 
 import cffi
 
+from symconv.build.safety import UnsafeCacheError, check_root, create_private, existing_dir, private_dir, read_private
+
 __all__ = [
     "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "OPENMP_FLAGS", "CompilerError", "BuildJob",
     "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags",
-    "load_indexed", "build", "locked", "write_atomic",
+    "load_indexed", "build", "locked", "write_atomic", "UnsafeCacheError",
 ]
 
 CACHE_ENV: Final = "SYMCONV_CACHE_DIR"
@@ -223,7 +226,7 @@ def _library_name(name: str) -> str:
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(read_private(path)).hexdigest()
 
 
 def _import_extension(name: str, path: Path) -> ModuleType:
@@ -238,11 +241,21 @@ def _import_extension(name: str, path: Path) -> ModuleType:
 
 def _load_verified(cache: Path, name: str) -> Optional[ModuleType]:
     """The cached module if its manifest matches the extension on disk, else None (missing or corrupt)."""
-    directory = cache / "modules" / name
+    modules = existing_dir(cache, "modules")  # refused (UnsafeCacheError) if others could write it
+    if modules is None:
+        return None
+    directory = modules / name
     try:
-        manifest = json.loads((directory / "manifest.json").read_text())
+        folder = os.lstat(directory)
+        # Only a real folder of ours, and only the library name this module must have: never a path elsewhere.
+        if not stat.S_ISDIR(folder.st_mode) or folder.st_uid != os.geteuid() or folder.st_mode & 0o022:
+            return None
+        manifest = json.loads(read_private(directory / "manifest.json", 1 << 20))
+        if manifest["library"] != _library_name(name):
+            return None
         library = directory / manifest["library"]
-        if library.stat().st_size != manifest["size"] or _digest(library) != manifest["sha256"]:
+        data = read_private(library)
+        if len(data) != manifest["size"] or hashlib.sha256(data).hexdigest() != manifest["sha256"]:
             return None
         return _import_extension(name, library)
     except (OSError, ValueError, KeyError, TypeError, ImportError):
@@ -259,18 +272,23 @@ def _load_fresh(cache: Path, name: str) -> ModuleType:
 
 def load_indexed(cache: Path, key: str) -> Optional[ModuleType]:
     """The module recorded for recipe ``key`` if it is cached and intact: no lowering, no rendering, no compiler."""
-    try:
-        name = (cache / "index" / key).read_text().strip()
-    except OSError:
+    if not key.isalnum():
         return None
-    return _load_verified(cache, name) if name.isidentifier() else None
+    index = existing_dir(check_root(cache), "index")
+    if index is None:
+        return None
+    try:
+        name = read_private(index / key, 4096).decode("ascii").strip()
+    except (OSError, UnicodeError):
+        return None
+    return _load_verified(index.parent, name) if name.isidentifier() else None
 
 
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive fcntl lock on ``path`` (created if missing): one process at a time in the block."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    """Hold an exclusive fcntl lock on ``path`` (created 0600 if missing, never through a link): one process at
+    a time in the block. The folder must exist (``safety.private_dir``)."""
+    with os.fdopen(create_private(path), "a") as handle:
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -282,8 +300,7 @@ def locked(path: Path) -> Iterator[None]:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename: a reader sees the old file or the new
-    one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    one, never half of one. The folder must exist (``safety.private_dir``); the file is 0600."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
@@ -315,21 +332,23 @@ def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
     if result.returncode != 0 or not library.is_file():
         raise _compiler_failure(name, result.stderr)
     staged = workdir / name
-    staged.mkdir()
+    staged.mkdir(0o700)
+    os.chmod(staged, 0o700)  # whatever the umask: only we may read, run or change a cached module
     os.replace(library, staged / library.name)
     os.replace(workdir / f"{name}.c", staged / f"{name}.c")
+    os.chmod(staged / library.name, 0o700)
+    os.chmod(staged / f"{name}.c", 0o600)
     if job.cdef is not None:
-        (staged / f"{name}.cdef").write_text(job.cdef)
+        write_atomic(staged / f"{name}.cdef", job.cdef)
     manifest = {"library": library.name, "size": (staged / library.name).stat().st_size,
                 "sha256": _digest(staged / library.name)}
-    (staged / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_atomic(staged / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return staged
 
 
 def _install(staged: Path, final: Path, workdir: Path) -> None:
     """Move a finished build into place; a corrupt entry there is moved aside first (we hold the lock)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
+    if os.path.lexists(final):
         os.replace(final, workdir / "stale")
     os.replace(staged, final)
 
@@ -352,20 +371,21 @@ def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> Module
     loads the result. ``index_key``, if given, records the module for ``load_indexed``.
     """
     name = job.module_name()
+    cache = check_root(cache)  # raises UnsafeCacheError, naming the folder and the fix, if others could write it
     module = _load_verified(cache, name)
     if module is None:
         _check_compiler()
-        with locked(cache / "locks" / f"{name}.lock"):
+        with locked(private_dir(cache, "locks") / f"{name}.lock"):
             module = _load_verified(cache, name)  # another process may have finished while we waited
             if module is None:
-                (cache / "tmp").mkdir(parents=True, exist_ok=True)
-                _sweep(cache / "tmp")
-                workdir = Path(tempfile.mkdtemp(prefix="build-", dir=cache / "tmp"))
+                tmp = private_dir(cache, "tmp")
+                _sweep(tmp)
+                workdir = Path(tempfile.mkdtemp(prefix="build-", dir=tmp))
                 try:
-                    _install(_compile(job, name, workdir), cache / "modules" / name, workdir)
+                    _install(_compile(job, name, workdir), private_dir(cache, "modules") / name, workdir)
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
                 module = _load_fresh(cache, name)
     if index_key is not None:
-        write_atomic(cache / "index" / index_key, name + "\n")
+        write_atomic(private_dir(cache, "index") / index_key, name + "\n")
     return module

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import pipeline
 from ..build.cache import cache_root, environment_key, flags_key, host_fingerprint, locked, write_atomic
+from ..build.safety import check_root, private_dir, read_private
 from ..codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
 from ..codegen.plan import check_dtype
 from ..runtime.kernels import ConvKernels
@@ -183,7 +184,7 @@ def _parse(data: Any, spec: ConvSpec, dtype: str, threads: int, candidates: tupl
 def _read_record(path: Path, spec: ConvSpec, dtype: str, threads: int, candidates: tuple[str, ...]) -> Optional[Tuning]:
     """The record at ``path`` if it is whole and matches; None if missing; broken: a warning, then None."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_private(path, 1 << 24).decode("utf-8")  # never a link, a FIFO or another user's file
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:  # unreadable, or not UTF-8
@@ -226,10 +227,10 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     check_dtype(dtype)
     chosen = _candidates(spec, candidates)
     flags, ldflags, count = pipeline.build_options(cflags, arch, threads)
-    cache = cache_root(cache_dir)
+    cache = check_root(cache_root(cache_dir))
     key = _record_key(spec, dtype, count, chosen, flags, ldflags)
-    path = cache / "tuned" / f"{key}.json"
-    with locked(cache / "locks" / f"tuned-{key[:40]}.lock"):
+    path = private_dir(cache, "tuned") / f"{key}.json"
+    with locked(private_dir(cache, "locks") / f"tuned-{key[:40]}.lock"):
         found = None if retune else _read_record(path, spec, dtype, count, chosen)
         if found is not None:
             return found
