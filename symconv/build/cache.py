@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import platform
 import json
 import os
+import platform
 import shlex
 import shutil
 import stat
