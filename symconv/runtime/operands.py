@@ -124,8 +124,8 @@ class KernelCall:
         self.inputs = len(kernel.inputs)
         # a thread count is bound in C by partial: no Python frame per call
         self.function = function if threads is None else partial(function, threads)
-        self.defaults = {name: (a, self.operands[[o.arg.name for o in self.operands].index(name)].pointer(a))
-                         for name, a in (defaults or {}).items()}
+        by_name = {o.arg.name: o for o in self.operands}
+        self.defaults = {name: (a, by_name[name].pointer(a)) for name, a in (defaults or {}).items()}
 
     def pointers(self, inputs: tuple[Any, ...], outs: tuple[Any, ...]) -> tuple[list[np.ndarray], list[Any]]:
         """Check every array (a None output: a new array); return the outputs and every pointer in C order."""
