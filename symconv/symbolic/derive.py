@@ -17,7 +17,7 @@ import sympy as sp
 from .budget import Progress, check_budget
 from .sparse import SymbolTable
 from .spec import ConvSpec
-from .symbols import positions, spec_symbols, to_numpy, to_sympy
+from .symbols import entries, positions, spec_symbols, to_numpy, to_sympy
 
 __all__ = ["Derivation", "ChainTerm", "derive", "Wrt"]
 
@@ -104,8 +104,8 @@ class Derivation:
         table: dict = {}
         for name in ("input", "weight", "bias", "grad_output"):
             array = getattr(self, name)
-            for index in positions(array.shape):
-                table[array[index]] = (name, index)
+            for index, symbol in zip(positions(array.shape), entries(array)):
+                table[symbol] = (name, index)
         return table
 
     def _repr_latex_(self) -> str:

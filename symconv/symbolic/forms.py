@@ -98,14 +98,20 @@ def _add_maps(maps: list[np.ndarray]) -> np.ndarray:
 
 def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> object:
     # Zero factors are skipped rather than multiplied: padding and dilation make most of them zero.
-    return _total(
-        [
-            k[r, s] * x[i0 + r, j0 + s]
-            for r in range(k.shape[0])
-            for s in range(k.shape[1])
-            if k[r, s] is not ZERO and x[i0 + r, j0 + s] is not ZERO
-        ]
-    )
+    pairs = [
+        (k[r, s], x[i0 + r, j0 + s])
+        for r in range(k.shape[0])
+        for s in range(k.shape[1])
+        if k[r, s] is not ZERO and x[i0 + r, j0 + s] is not ZERO
+    ]
+    return _dot(pairs)
+
+
+def _dot(pairs: list[tuple[object, object]]) -> object:
+    """Σ a·b: for ``Poly`` factors fused into one dictionary, else through ``_total``."""
+    if pairs and all(isinstance(a, Poly) and isinstance(b, Poly) for a, b in pairs):
+        return Poly.dot(pairs)  # type: ignore[arg-type]
+    return _total([a * b for a, b in pairs])  # type: ignore[operator]
 
 
 def _valid_size(x: np.ndarray, k: np.ndarray, stride: Pair) -> tuple[int, int]:
@@ -136,9 +142,9 @@ def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
     R, S = k.shape
     out = _zeros(_valid_size(x, k, stride))
     for i, j in np.ndindex(out.shape):
-        out[i, j] = _total(
+        out[i, j] = _dot(
             [
-                k[r, s] * x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s]
+                (k[r, s], x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s])
                 for r in range(R)
                 for s in range(S)
                 if k[r, s] is not ZERO

@@ -45,6 +45,21 @@ class Poly:
                 total[m] = total.get(m, 0) + c
         return Poly({m: c for m, c in total.items() if c})
 
+    @staticmethod
+    def dot(pairs: Iterable[tuple["Poly", "Poly"]]) -> "Poly":
+        """Σ a·b over the pairs, multiplied and accumulated in one dictionary (no ``Poly`` per product)."""
+        total: dict[Monomial, int] = {}
+        m: Monomial
+        for a, b in pairs:
+            for m1, c1 in a.terms.items():
+                for m2, c2 in b.terms.items():
+                    if len(m1) == len(m2) == 1:  # the common case: a symbol times a symbol, no sort
+                        m = m1 + m2 if m1[0] <= m2[0] else m2 + m1
+                    else:
+                        m = tuple(sorted(m1 + m2))
+                    total[m] = total.get(m, 0) + c1 * c2
+        return Poly({m: c for m, c in total.items() if c})
+
     @property
     def is_zero(self) -> bool:
         return not self.terms
@@ -86,6 +101,8 @@ class Poly:
             return NotImplemented
         if len(self.terms) == 1 and len(other.terms) == 1:  # the common case: a symbol times a symbol
             ((m1, c1),), ((m2, c2),) = self.terms.items(), other.terms.items()
+            if len(m1) == len(m2) == 1:
+                return Poly({(m1 + m2) if m1[0] <= m2[0] else (m2 + m1): c1 * c2})
             return Poly({tuple(sorted(m1 + m2)): c1 * c2})
         product: dict[Monomial, int] = {}
         for m1, c1 in self.terms.items():
@@ -100,6 +117,16 @@ class Poly:
         return f"Poly({self.terms!r})"
 
 
+def _canonical_order(symbols: set[sp.Symbol]) -> list[sp.Symbol]:
+    """The symbols in ``Basic.compare``'s order, which for plain Symbols of equal assumptions is their names'."""
+    # Basic.compare ranks Symbols by their hashable content, (name, *sorted assumptions); with the assumptions
+    # all equal, that is Python's order of the names, 20x faster than comparing through SymPy.
+    assumptions = {tuple(sorted(s.assumptions0.items())) for s in symbols if type(s) is sp.Symbol}
+    if len(assumptions) <= 1 and all(type(s) is sp.Symbol for s in symbols):
+        return sorted(symbols, key=lambda s: s.name)
+    return sorted(symbols, key=cmp_to_key(sp.Basic.compare))
+
+
 class SymbolTable:
     """Numbered symbols: SymPy expressions <-> ``Poly``, and SymPy's canonical sums of products built directly.
 
@@ -109,7 +136,7 @@ class SymbolTable:
     """
 
     def __init__(self, symbols: Iterable[sp.Symbol]) -> None:
-        ordered = sorted(set(symbols), key=cmp_to_key(sp.Basic.compare))
+        ordered = _canonical_order(set(symbols))
         self.symbols: tuple[sp.Symbol, ...] = tuple(ordered)
         self.ids: dict[sp.Symbol, int] = {s: i for i, s in enumerate(ordered)}
         # Products that occur again (a tap shared by two sums) are built once.
@@ -130,10 +157,18 @@ class SymbolTable:
 
     def sum_of_products(self, pairs: Sequence[tuple[sp.Symbol, sp.Symbol]], extra: sp.Symbol | None = None) -> sp.Expr:
         """Σ a·b (+ extra) for distinct products of two different symbols, as ``sp.Add`` would build it."""
-        keys = sorted(tuple(sorted((self.ids[a], self.ids[b]))) for a, b in pairs)
+        ids = self.ids
+        keys = sorted((i, j) if i < j else (j, i) for i, j in ((ids[a], ids[b]) for a, b in pairs))
         if len(set(keys)) != len(keys):  # a repeated product needs a coefficient: SymPy collects it
             return sp.Add(*(a * b for a, b in pairs), *([extra] if extra is not None else []))
-        args = [self.product(self.symbols[i], self.symbols[j]) for i, j in keys]
+        # ``product`` inlined: this loop builds every product of a layer, and the calls were a third of its time.
+        cache, symbols, build = self._products, self.symbols, sp.Mul._from_args
+        args: list[sp.Expr] = []
+        for key in keys:
+            found = cache.get(key)
+            if found is None:
+                found = cache[key] = build((symbols[key[0]], symbols[key[1]]), True)
+            args.append(found)
         if extra is not None:
             # Every product is a Mul and ``extra`` a Symbol, so the class order alone places it.
             args.insert(0 if not args or sp.Basic.compare(extra, args[0]) < 0 else len(args), extra)
@@ -145,7 +180,14 @@ class SymbolTable:
         """A polynomial SymPy expression in the table's symbols as a ``Poly`` (exact; expands nested products)."""
         expr = sp.sympify(expr)
         terms: dict[Monomial, int] = {}
+        ids = self.ids
         for term in sp.Add.make_args(expr):
+            if term.is_Mul and len(term.args) == 2:  # the common case, a product of two symbols, read directly
+                i, j = ids.get(term.args[0], -1), ids.get(term.args[1], -1)
+                if i >= 0 and j >= 0:
+                    key = (i, j) if i <= j else (j, i)
+                    terms[key] = terms.get(key, 0) + 1
+                    continue
             if term.is_Mul and any(f.is_Add for f in term.args):
                 return self._encode_expanded(expr)
             coefficient, monomial = self._monomial(term)
