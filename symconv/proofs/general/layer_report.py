@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import sympy as sp
 
-from ...symbolic.layers import MaxPool2d, ReLU
-from ..conv import Proof
+from ...symbolic.layers import Layer, MaxPool2d, ReLU
+from ..conv import Counterexample, Proof
 from ..layers import LayerProofReport, prove_layer, prove_loss
 from .counterexample import Concrete, LayerShape, evaluate
 from .layer_spec import GeneralLayer
@@ -98,7 +98,7 @@ def _grid_values(values: dict[sp.Symbol, int], grid: Grid, entry: tuple[sp.Symbo
 def _sizes(spec: GeneralLayer, layer: Any, dims: tuple[int, ...]) -> dict[sp.Symbol, int]:
     """The size symbols' values for a concrete layer (or loss) on an input of shape ``dims``."""
     if spec.kind == "dense":
-        return spec.size_values({"N": dims[0], "I": dims[1], "O": layer.out_features})  # type: ignore[union-attr]
+        return spec.size_values({"N": dims[0], "I": dims[1], "O": layer.out_features})
     if spec.kind == "mse":
         return spec.size_values({"N": dims[0], "M": dims[1]})
     point = {"N": dims[0], "C": dims[1]}
@@ -134,7 +134,8 @@ def candidate_backward(spec: GeneralLayer, name: str, grid: Grid, shape: LayerSh
             axis = [w.name for w in spec.windows].index(atom.func.__name__.partition("_")[2])
             if not all(0 <= v < n for v, n in zip([b, c, *o], winners.shape)):
                 return sp.S.Zero
-            flat, width = int(winners[(b, c, *o, *([0] * (4 - 2 - len(o))))]), widths[0]
+            where = (b, c) + tuple(o) + (0,) * (2 - len(o))
+            flat, width = int(winners[where]), widths[0]
             cell = (flat // width, flat % width)[axis]
             stride, padding = layer.stride[axis], layer.padding[axis]  # type: ignore[index]
             return sp.Integer(cell - (stride * o[axis] - padding))
@@ -145,8 +146,10 @@ def candidate_backward(spec: GeneralLayer, name: str, grid: Grid, shape: LayerSh
             return _grid_values(_sizes(spec, layer, y.shape), grid, entry, y.shape, table({"Y": y, "T": target}, None))
         return loss_backward
 
+    assert isinstance(layer, Layer)
+
     def backward(x: np.ndarray, params: Mapping[str, np.ndarray], G: np.ndarray, branch: Optional[np.ndarray] = None):
-        own_input, own = layer.backward(x, params, G, branch)  # type: ignore[union-attr]
+        own_input, own = layer.backward(x, params, G, branch)
         if x.ndim != len(shape.input_shape):  # ReLU's scalar pieces (x > 0, x < 0, x = 0): one row of a 4-D map
             row = (1, 1, x.size, 1) if len(spec.axes) == 1 else (1, 1, 1, x.size)
             grad, _ = backward(x.reshape(row), params, G.reshape(row), None if branch is None else branch.reshape(row))
@@ -170,9 +173,28 @@ def _concrete(spec: GeneralLayer, check: Optional[tuple[str, Grid]]) -> Callable
     """A solver's point -> the concrete layer and the concrete prover's verdict (on ``check``'s closed form)."""
     def run(point: Mapping[str, int]) -> tuple[Concrete, Proof]:
         shape = spec.concrete(point)
-        backward = None if check is None else candidate_backward(spec, check[0], check[1], shape)
-        return shape, _run(spec, shape, backward)
+        if check is None:
+            return shape, _run(spec, shape, None)
+        name, grid = check
+        mismatch = _extent_mismatch(spec, shape, name, grid)
+        return shape, mismatch or _run(spec, shape, candidate_backward(spec, name, grid, shape))
     return run
+
+
+def _extent_mismatch(spec: GeneralLayer, shape: LayerShape, name: str, grid: Grid) -> Optional[Proof]:
+    """A closed form whose extent is not the input's at this shape is refuted as ``check`` refutes a shape
+    mismatch: the two shapes as the entries (its entries inside both could all agree)."""
+    if not grid.axes:
+        return None
+    values = _sizes(spec, shape.layer, shape.input_shape)
+    values.update(grid.floor_values(values))
+    extent = tuple(int(e.xreplace(values)) for e in grid.extent)
+    spatial = tuple(shape.input_shape[2:2 + len(extent)])
+    if extent == spatial:
+        return None
+    return Proof(f"check_{name}", f"{name} equals the given closed form", False,
+                 Counterexample(f"{name} shape", (), sp.Tuple(*spatial), sp.Tuple(*extent),
+                                sp.Tuple(*(e - s for e, s in zip(extent, spatial)))))
 
 
 def _options(layer: str, axes: int, input_size: Any, kernel_size: Any, stride: Any, padding: Any) -> dict[str, Any]:

@@ -94,6 +94,9 @@ class GeneralLayer:
                                   value("stride", "s", i, axis), value("padding", "p", i, axis), sp.S.One,
                                   _sym(_name("q", axis)), _sym(_name("a", axis))))
         counts = {"dense": ("N", "I", "O"), "mse": ("N", "M")}.get(layer, ("N", "C"))
+        for a in built:
+            if isinstance(a, Axis) and a.k.is_Integer and a.p.is_Integer and 2 * a.p > a.k:
+                raise ValueError(f"padding {a.p} must be at most half the window {a.k} (PyTorch's rule)")
         spec = cls(layer, tuple(built), tuple(_sym(c) for c in counts))
         for c in spec.assumptions():
             if c.truth is False:
