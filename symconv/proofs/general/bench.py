@@ -51,11 +51,11 @@ def layer_table() -> tuple[str, bool]:
             reports.append(report)
         for name in names:
             cells = []
-            for report in reports:
-                if report is None:
+            for done in reports:
+                if done is None:
                     cells.append("-".rjust(22))
                     continue
-                p = report[name]
+                p = done[name]
                 mark = "" if p.holds else f" {p.verdict.upper()}"
                 cells.append(f"{p.seconds:.2f} s{'!' if p.seconds >= IDENTITY_TARGET else ''}{mark}".rjust(22))
             rows.append(f"{layer} {name}".ljust(26) + "".join(cells))
