@@ -11,7 +11,7 @@ from typing import Any
 
 __all__ = ["add_all_sizes_flags", "general_options", "layer_options", "prove_all_sizes", "recheck_certificate"]
 
-LAYERS = ("conv", "relu", "maxpool", "avgpool", "dense", "mse")
+LAYERS = ("conv", "relu", "maxpool", "avgpool", "dense", "mse", "crossentropy")
 CONV_ONLY = {"dilation": "--dilation", "batch": "--batch", "channels": "--channels", "filters": "--filters",
              "convolution": "--convolution", "one_channel": "--one-channel"}
 
@@ -22,7 +22,8 @@ def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
     g.add_argument("--all-sizes", action="store_true",
                    help="prove the identities for symbolic sizes: the layer flags given are fixed, the others symbolic")
     g.add_argument("--layer", choices=LAYERS, default="conv",
-                   help="the layer whose theorems to prove (default conv; relu, maxpool, avgpool, dense, mse: "
+                   help="the layer whose theorems to prove (default conv; relu, maxpool, avgpool, dense, mse, "
+                        "crossentropy: "
                         "--input, and for pooling --kernel (the window), --stride, --padding fix sizes)")
     g.add_argument("--axes", type=int, choices=(1, 2), default=2, help="spatial axes of the theorem (default 2)")
     g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")

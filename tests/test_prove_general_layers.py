@@ -27,6 +27,7 @@ from symconv.proofs.general.layer_spec import GeneralLayer
 from symconv.proofs.general.layer_theorems import (
     LAYER_IDENTITIES,
     box,
+    label,
     layer_identities,
     masked,
     operands,
@@ -38,7 +39,7 @@ from symconv.proofs.general.obligation import SolverRun
 from symconv.proofs.general.z3_backend import run_z3
 from symconv.proofs.layers import prove_layer, prove_loss
 from symconv.symbolic.layers import AvgPool2d, Dense, MaxPool2d, ReLU
-from symconv.symbolic.losses import MSELoss
+from symconv.symbolic.losses import CrossEntropyLoss, MSELoss
 
 CASES = [(layer, name) for layer, names in LAYER_IDENTITIES.items() for name in names]
 
@@ -55,7 +56,8 @@ def test_each_layer_identity_is_proved_with_every_size_symbolic(symbolic, layer,
     assert proof.holds and proof.verdict == "proved", str(proof)
     assert proof.decisions and all(r.answer in ("unsat", "subset") for d in proof.decisions for r in d.runs)
     names = {s.name for s in symbolic[layer].spec.parameters()}
-    expected = {"relu": {"n_h", "n_w", "N", "C"}, "dense": {"N", "I", "O"}, "mse": {"N", "M"}}.get(
+    expected = {"relu": {"n_h", "n_w", "N", "C"}, "dense": {"N", "I", "O"}, "mse": {"N", "M"},
+                "crossentropy": {"N", "M"}}.get(
         layer, {"n_h", "k_h", "s_h", "p_h", "n_w", "k_w", "s_w", "p_w", "N", "C"})
     assert expected <= names
 
@@ -153,7 +155,15 @@ def _dense_and_mse() -> dict[str, tuple[GeneralLayer, str, Grid]]:
     X, W, G, Y, T = (sp.IndexedBase(t) for t in "XWGYT")
     n, i, o, m, v = (sp.Symbol(x, integer=True) for x in ("n", "i", "o", "m", "v1"))
     N, I, O = D.counts
+    Z = GeneralLayer.of("crossentropy")
+    softmax = sp.IndexedBase("expZ")[n, m] * sp.IndexedBase("invS")[n]
+    onehot = sp.KroneckerDelta(m, label(n))
     return {
+        "right cross-entropy": (Z, "grad_input", Grid((), (), (softmax - onehot) / Z.counts[0])),
+        "cross-entropy: summed, not averaged": (Z, "grad_input", Grid((), (), softmax - onehot)),
+        "cross-entropy: no one-hot": (Z, "grad_input", Grid((), (), softmax / Z.counts[0])),
+        "cross-entropy: the next class": (Z, "grad_input", Grid((), (), (softmax - sp.KroneckerDelta(m, label(n) + 1))
+                                                               / Z.counts[0])),
         "right dense grad_input": (D, "grad_input", Grid((), (), sp.Sum(G[n, v] * W[v, i], (v, 0, O - 1)))),
         "right dense grad_weight": (D, "grad_weight", Grid((), (), sp.Sum(G[v, o] * X[v, i], (v, 0, N - 1)))),
         "right mse": (S, "grad_input", Grid((), (), Y[n, m] - T[n, m])),
@@ -184,8 +194,30 @@ def test_dense_and_mse_forms_of_ones_own(form):
     proof = check_general_layer(*_dense_and_mse()[form])
     if form.startswith("right"):
         assert proof.holds
+    elif proof.unconfirmed:
+        # Cross-entropy's atoms forget that the softmax sums to 1: a point with M = 1 refutes the atoms only.
+        assert form.startswith("cross-entropy") and proof.verdict == "not proved" and proof.counterexample is None
     else:
         assert proof.verdict == "refuted" and not proof.counterexample.concrete.holds
+
+
+def test_a_refutation_of_an_abstraction_alone_is_not_proved_and_not_refuted():
+    S, name, wrong = _dense_and_mse()["mse: t - y"]
+    base = layer_report_module.derived_layer(S)[name]
+    eq = report_module.Equation(name, base.entry, base.ranges, base.derived, wrong)
+    holds = prove_loss(MSELoss(), (1, 1)).proofs[0]
+
+    def concrete(point):  # a concrete prover that proves the point: it disagrees with the solver's model
+        return S.concrete(point), holds
+
+    def run(abstraction):
+        return report_module.prove_identity("check", "", [eq], ("z3",), 10.0, lambda eqs: layer_plan(S, eqs),
+                                            concrete, abstraction)
+    proof = run("T and Y are atoms")
+    assert proof.verdict == "not proved" and proof.counterexample is None
+    assert "concrete prover proves MSELoss() on input (1, 1)" in proof.unconfirmed[0]
+    with pytest.raises(ProverDisagreement):
+        run("")
 
 
 @pytest.mark.parametrize("layer,shape", [(ReLU(), (2, 2, 3, 2)), (MaxPool2d(3, stride=2, padding=1), (1, 2, 5, 4)),
@@ -206,6 +238,10 @@ def test_the_dense_and_mse_forms_evaluated_concretely_pass():
         assert prove_layer(Dense(3), (2, 4), backward=candidate_backward(general, name, grid, LayerShape(Dense(3), (2, 4)))).holds
     general, name, grid = forms["right mse"]
     assert prove_loss(MSELoss(), (2, 3), backward=candidate_backward(general, name, grid, LayerShape(MSELoss(), (2, 3)))).holds
+    general, name, grid = forms["right cross-entropy"]
+    loss = CrossEntropyLoss()
+    for seed in range(3):
+        assert prove_loss(loss, (3, 4), seed, candidate_backward(general, name, grid, LayerShape(loss, (3, 4)))).holds
 
 
 def test_a_layer_refutation_the_concrete_prover_proves_is_raised_as_a_bug(monkeypatch):

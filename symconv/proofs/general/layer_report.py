@@ -19,7 +19,7 @@ from ...symbolic.layers import Layer, MaxPool2d, ReLU
 from ..conv import Counterexample, Proof
 from ..layers import LayerProofReport, prove_layer, prove_loss
 from .counterexample import Concrete, LayerShape, evaluate
-from .layer_spec import GeneralLayer
+from .layer_spec import FLAT, LOSSES, GeneralLayer
 from .layer_theorems import LAYER_IDENTITIES, derived_layer, layer_identities
 from .notation import Grid
 from .obligation import Obligation
@@ -67,7 +67,7 @@ def _regions(shape: LayerShape) -> Iterator[tuple[int, Optional[np.ndarray]]]:
 
 def _run(spec: GeneralLayer, shape: LayerShape, backward: Optional[Callable[..., Any]]) -> Proof:
     """The concrete prover's verdict: its first refutation on the regions swept, or its proof."""
-    if spec.kind == "mse":
+    if spec.kind in LOSSES:
         return _first_failure(prove_loss(shape.layer, shape.input_shape, backward=backward))  # type: ignore[arg-type]
     report = None
     for seed, values in _regions(shape) if shape.layer.piecewise else iter([(0, None)]):  # type: ignore[union-attr]
@@ -99,7 +99,7 @@ def _sizes(spec: GeneralLayer, layer: Any, dims: tuple[int, ...]) -> dict[sp.Sym
     """The size symbols' values for a concrete layer (or loss) on an input of shape ``dims``."""
     if spec.kind == "dense":
         return spec.size_values({"N": dims[0], "I": dims[1], "O": layer.out_features})
-    if spec.kind == "mse":
+    if spec.kind in LOSSES:
         return spec.size_values({"N": dims[0], "M": dims[1]})
     point = {"N": dims[0], "C": dims[1]}
     for i, a in enumerate(spec.axes):
@@ -112,6 +112,20 @@ def _sizes(spec: GeneralLayer, layer: Any, dims: tuple[int, ...]) -> dict[sp.Sym
             if isinstance(symbol, sp.Symbol):
                 point[symbol.name] = v
     return spec.size_values(point)
+
+
+def _softmax_lookup(z: np.ndarray, labels: np.ndarray) -> Callable[[sp.Basic], sp.Expr]:
+    """The cross-entropy atoms at concrete logits: expZ[n, m] = exp(z[n, m]), invS[n] = 1 / Σ_k exp(z[n, k]),
+    and the choice t(n) = the label of image n (0 outside the tensors)."""
+    def lookup(atom: sp.Basic) -> sp.Expr:
+        index = tuple(int(i) for i in (atom.indices if isinstance(atom, sp.Indexed) else atom.args))
+        name = str(atom.base) if isinstance(atom, sp.Indexed) else atom.func.__name__
+        if name == "t":
+            return sp.Integer(int(labels[index[0]])) if 0 <= index[0] < len(labels) else sp.S.Zero
+        if not 0 <= index[0] < z.shape[0] or (name == "expZ" and not 0 <= index[1] < z.shape[1]):
+            return sp.S.Zero
+        return sp.exp(z[index]) if name == "expZ" else 1 / sp.Add(*(sp.exp(v) for v in z[index[0]]))
+    return lookup
 
 
 def candidate_backward(spec: GeneralLayer, name: str, grid: Grid, shape: LayerShape) -> Callable[..., Any]:
@@ -141,9 +155,10 @@ def candidate_backward(spec: GeneralLayer, name: str, grid: Grid, shape: LayerSh
             return sp.Integer(cell - (stride * o[axis] - padding))
         return lookup
 
-    if spec.kind == "mse":
+    if spec.kind in LOSSES:
         def loss_backward(y: np.ndarray, target: np.ndarray) -> np.ndarray:
-            return _grid_values(_sizes(spec, layer, y.shape), grid, entry, y.shape, table({"Y": y, "T": target}, None))
+            lookup = table({"Y": y, "T": target}, None) if spec.kind == "mse" else _softmax_lookup(y, target)
+            return _grid_values(_sizes(spec, layer, y.shape), grid, entry, y.shape, lookup)
         return loss_backward
 
     assert isinstance(layer, Layer)
@@ -197,6 +212,12 @@ def _extent_mismatch(spec: GeneralLayer, shape: LayerShape, name: str, grid: Gri
                                 sp.Tuple(*(e - s for e, s in zip(extent, spatial)))))
 
 
+def _abstraction(spec: GeneralLayer) -> str:
+    """What the guarded sums of ``spec`` forget: cross-entropy's exp and 1/Σ exp are atoms (their relation, e.g.
+    Σ_m expZ[n, m]·invS[n] = 1, is lost), so a refutation is only one if the concrete prover confirms it."""
+    return "exp(Z) and 1/sum(exp(Z)) are atoms" if spec.kind == "crossentropy" else ""
+
+
 def _options(layer: str, axes: int, input_size: Any, kernel_size: Any, stride: Any, padding: Any) -> dict[str, Any]:
     return dict(layer=layer, axes=axes, input_size=input_size, kernel_size=kernel_size, stride=stride, padding=padding)
 
@@ -204,7 +225,8 @@ def _options(layer: str, axes: int, input_size: Any, kernel_size: Any, stride: A
 def prove_general_layer(layer: str, *, axes: int = 2, input_size=None, kernel_size=None, stride=None, padding=None,
                         names: Optional[Sequence[str]] = None, solvers: Sequence[str] = SOLVERS,
                         timeout: float = 10.0) -> GeneralProofReport:
-    """Prove the identities of a layer (``relu``, ``maxpool``, ``avgpool``, ``dense``, ``mse``) for every size:
+    """Prove the identities of a layer (``relu``, ``maxpool``, ``avgpool``, ``dense``, ``mse``, ``crossentropy``)
+    for every size:
     symbolic n, k, s, p per axis and the counts, except those given.
 
     >>> report = prove_general_layer("maxpool", axes=1)
@@ -220,7 +242,7 @@ def prove_general_layer(layer: str, *, axes: int = 2, input_size=None, kernel_si
     if set(solvers) - set(SOLVERS) or not solvers:
         raise ValueError(f"solvers must be some of {', '.join(SOLVERS)}, got {list(solvers)}")
     proofs = tuple(prove_identity(i.name, i.statement, i.equations, solvers, timeout,
-                                  lambda eqs: layer_plan(spec, eqs), _concrete(spec, None))
+                                  lambda eqs: layer_plan(spec, eqs), _concrete(spec, None), _abstraction(spec))
                    for i in layer_identities(spec) if i.name in chosen)
     return GeneralProofReport(spec, proofs, tuple(solvers), timeout, tuple(options.items()))
 
@@ -242,9 +264,9 @@ def check_general_layer(spec: GeneralLayer, name: str, candidate: Grid, *, solve
     if name not in table or name == "output":
         raise ValueError(f"name must be one of {', '.join(n for n in table if n != 'output')}, got {name!r}")
     base = table[name]
-    spatial = 0 if spec.kind in ("dense", "mse") else len(base.ranges) - 2
+    spatial = 0 if spec.kind in FLAT else len(base.ranges) - 2
     if candidate.axes != spatial:
         raise ValueError(f"{name} has {spatial} spatial axes, the candidate {candidate.axes}")
     eq = Equation(name, base.entry, base.ranges, base.derived, candidate)
     return prove_identity(f"check_{name}", f"{name} equals the given closed form", [eq], solvers, timeout,
-                          lambda eqs: layer_plan(spec, eqs), _concrete(spec, (name, candidate)))
+                          lambda eqs: layer_plan(spec, eqs), _concrete(spec, (name, candidate)), _abstraction(spec))

@@ -16,14 +16,17 @@ from typing import Mapping, Optional, Union
 import sympy as sp
 
 from ...symbolic.layers import AvgPool2d, Dense, MaxPool2d, ReLU
-from ...symbolic.losses import MSELoss
+from ...symbolic.losses import CrossEntropyLoss, MSELoss
 from .counterexample import LayerShape
 from .obligation import Constraint, Fact, Obligation, choices_in
 from .spec import AXIS_NAMES, Axis
 
-__all__ = ["GeneralLayer", "LAYER_KINDS", "Plane"]
+__all__ = ["GeneralLayer", "LAYER_KINDS", "LOSSES", "FLAT", "Plane"]
 
-LAYER_KINDS = ("relu", "maxpool", "avgpool", "dense", "mse")
+LAYER_KINDS = ("relu", "maxpool", "avgpool", "dense", "mse", "crossentropy")
+LOSSES = ("mse", "crossentropy")
+FLAT = ("dense",) + LOSSES
+"""The layers without spatial axes."""
 POOLS = ("maxpool", "avgpool")
 Fixed = Union[None, int, tuple[int, ...]]
 
@@ -76,7 +79,7 @@ class GeneralLayer:
             raise ValueError(f"axes must be 1 or 2, got {axes!r}")
         if layer not in POOLS and (kernel_size, stride, padding) != (None, None, None):
             raise ValueError(f"{layer} has no window: kernel_size, stride and padding are for maxpool and avgpool")
-        if layer in ("dense", "mse") and input_size is not None:
+        if layer in FLAT and input_size is not None:
             raise ValueError(f"{layer} has no spatial axes: input_size is for relu, maxpool and avgpool")
         fixed = {f: _fixed(f, v, axes) for f, v in (("input_size", input_size), ("kernel_size", kernel_size),
                                                      ("stride", stride), ("padding", padding))}
@@ -93,7 +96,7 @@ class GeneralLayer:
                 built.append(Axis(axis, value("input_size", "n", i, axis), value("kernel_size", "k", i, axis),
                                   value("stride", "s", i, axis), value("padding", "p", i, axis), sp.S.One,
                                   _sym(_name("q", axis)), _sym(_name("a", axis))))
-        counts = {"dense": ("N", "I", "O"), "mse": ("N", "M")}.get(layer, ("N", "C"))
+        counts = {"dense": ("N", "I", "O"), "mse": ("N", "M"), "crossentropy": ("N", "M")}.get(layer, ("N", "C"))
         for a in built:
             if isinstance(a, Axis) and a.k.is_Integer and a.p.is_Integer and 2 * a.p > a.k:
                 raise ValueError(f"padding {a.p} must be at most half the window {a.k} (PyTorch's rule)")
@@ -135,6 +138,8 @@ class GeneralLayer:
             return {"X": (N, I), "W": (O, I), "B": (O,), "G": (N, O)}
         if self.kind == "mse":
             return {"Y": self.counts, "T": self.counts}
+        if self.kind == "crossentropy":  # the logits, exp of each, and 1 / (sum of exp) per image
+            return {"Z": self.counts, "expZ": self.counts, "invS": self.counts[:1]}
         N, C = self.counts
         out = {"X": (N, C) + self.spatial("X"), "G": (N, C) + self.spatial("G")}
         return {**out, "P": out["X"]} if self.kind == "relu" else out
@@ -145,6 +150,8 @@ class GeneralLayer:
             return {"X": ("n", "i"), "W": ("o", "i"), "B": ("o",), "G": ("n", "o")}
         if self.kind == "mse":
             return {"Y": ("n", "m"), "T": ("n", "m")}
+        if self.kind == "crossentropy":
+            return {"Z": ("n", "m"), "expZ": ("n", "m"), "invS": ("n",)}
         x = tuple(_name("x", a.name) for a in self.axes)
         o = tuple(_name("o", a.name) for a in self.axes) if self.kind in POOLS else x
         return {"X": ("b", "c") + x, "P": ("b", "c") + x, "G": ("b", "c") + o}
@@ -164,6 +171,11 @@ class GeneralLayer:
         windows = {_name("R", a.name): (i, a) for i, a in enumerate(self.windows)}
         facts = []
         for f in sorted(applications, key=str):
+            if self.kind == "crossentropy":  # the label t(n) of image n is one of the M classes
+                (n,) = f.args
+                facts.append(Fact((Constraint(">=", n), Constraint(">=", N - 1 - n)),
+                                  (Constraint(">=", f), Constraint(">=", C - 1 - f))))
+                continue
             i, a = windows[f.func.__name__]
             b, c, *out = f.args
             premises = [Constraint(">=", b), Constraint(">=", N - 1 - b), Constraint(">=", c), Constraint(">=", C - 1 - c)]
@@ -211,11 +223,11 @@ class GeneralLayer:
 
         def at(e: sp.Expr) -> int:
             return int(e.xreplace(values))
-        counts = tuple(at(c) for c in self.counts) if self.kind in ("dense", "mse") else (1, 1)
+        counts = tuple(at(c) for c in self.counts) if self.kind in FLAT else (1, 1)
         if self.kind == "dense":
             return LayerShape(Dense(counts[2]), counts[:2])
-        if self.kind == "mse":
-            return LayerShape(MSELoss(), counts)
+        if self.kind in LOSSES:
+            return LayerShape(MSELoss() if self.kind == "mse" else CrossEntropyLoss(), counts)
         pad1 = (lambda t, fill: t + (fill,)) if len(self.axes) == 1 else (lambda t, fill: t)
         shape = counts + pad1(tuple(at(a.n) for a in self.axes), 1)
         if self.kind == "relu":

@@ -20,7 +20,7 @@ from .layer_spec import GeneralLayer
 from .notation import Grid, correlate, dilate, inner, inside, pad, tensor, total
 from .theorems import Equation, Identity
 
-__all__ = ["layer_identities", "LAYER_IDENTITIES", "operands", "box", "scale", "masked", "route", "derived_layer",
+__all__ = ["label", "layer_identities", "LAYER_IDENTITIES", "operands", "box", "scale", "masked", "route", "derived_layer",
            "Operands"]
 
 LAYER_IDENTITIES = {
@@ -29,6 +29,7 @@ LAYER_IDENTITIES = {
     "avgpool": ("forward", "grad_input", "adjoint_input"),
     "dense": ("grad_input", "grad_weight", "grad_bias", "adjoint_input"),
     "mse": ("grad_input",),
+    "crossentropy": ("grad_input",),
 }
 
 
@@ -131,6 +132,9 @@ def derived_layer(spec: GeneralLayer) -> dict[str, Equation]:
         n, m, n0, m0 = (_sym(v) for v in ("n", "m", "n0", "m0"))
         E = sp.Sum((T[n0, m0] - Yb[n0, m0]) ** 2, (m0, 0, M - 1), (n0, 0, N - 1)) / 2
         return {"grad_input": Equation("grad_input", (n, m), (N, M), sp.diff(E, Yb[n, m]), empty)}
+    if spec.kind == "crossentropy":
+        return {"grad_input": Equation("grad_input", (_sym("n"), _sym("m")), tuple(spec.counts),
+                                       _cross_entropy_derivative(spec), empty)}
     X, G, P = (sp.IndexedBase(t) for t in "XGP")
     N, C = spec.counts
     b, c, b0, c0 = (_sym(v) for v in ("b", "c", "b0", "c0"))
@@ -151,6 +155,37 @@ def derived_layer(spec: GeneralLayer) -> dict[str, Equation]:
                                    empty)}
 
 
+def label(n: sp.Expr) -> sp.Expr:
+    """The class label of image n: a choice (one of the M classes, ``GeneralLayer.facts``)."""
+    return sp.Function("t")(n)
+
+
+def _softmax_atoms(expr: sp.Expr) -> sp.Expr:
+    """exp(Z[e]) as the atom expZ[e] and 1/Σ_k exp(Z[n, k]) as invS[n]: the same functions of the logits on
+    both sides, so an identity of the atoms is one of the functions (the atoms forget only how they relate)."""
+    Z, expZ, invS = sp.IndexedBase("Z"), sp.IndexedBase("expZ"), sp.IndexedBase("invS")
+
+    def normaliser(e: sp.Basic) -> bool:
+        if not (isinstance(e, sp.Pow) and e.exp == -1 and isinstance(e.base, sp.Sum)):
+            return False
+        body, (k, _, _) = e.base.function, e.base.limits[0]
+        return isinstance(body, sp.exp) and isinstance(body.args[0], sp.Indexed) and body.args[0].base == Z \
+            and len(e.base.limits) == 1 and body.args[0].indices[1] == k and not body.args[0].indices[0].has(k)
+
+    expr = expr.replace(normaliser, lambda e: invS[e.base.function.args[0].indices[0]])
+    return expr.replace(lambda e: isinstance(e, sp.exp) and isinstance(e.args[0], sp.Indexed),
+                        lambda e: expZ[e.args[0].indices])
+
+
+def _cross_entropy_derivative(spec: GeneralLayer) -> sp.Expr:
+    """SymPy's dE/dZ[n, m] of E = 1/N Σ_n (log Σ_k exp Z[n, k] - Z[n, t(n)]), softmax's functions as atoms."""
+    Z = sp.IndexedBase("Z")
+    N, M = spec.counts
+    n0, k0 = _sym("n0"), _sym("k0")
+    E = sp.Sum(sp.log(sp.Sum(sp.exp(Z[n0, k0]), (k0, 0, M - 1))) - Z[n0, label(n0)], (n0, 0, N - 1)) / N
+    return _softmax_atoms(sp.diff(E, Z[_sym("n"), _sym("m")]))
+
+
 def _closed(spec: GeneralLayer) -> dict[str, Grid]:
     """The textbook closed forms."""
     if spec.kind == "dense":
@@ -160,6 +195,11 @@ def _closed(spec: GeneralLayer) -> dict[str, Grid]:
         return {"grad_input": Grid((), (), sp.Sum(G[n, v] * W[v, i], (v, 0, O - 1)), tex="(G W)_{n,i}"),
                 "grad_weight": Grid((), (), sp.Sum(G[v, o] * X[v, i], (v, 0, N - 1)), tex="(G^T X)_{o,i}"),
                 "grad_bias": Grid((), (), sp.Sum(G[v, o], (v, 0, N - 1)), tex=r"\sum_n G_{n,o}")}
+    if spec.kind == "crossentropy":
+        n, m, N = _sym("n"), _sym("m"), spec.counts[0]
+        softmax = sp.IndexedBase("expZ")[n, m] * sp.IndexedBase("invS")[n]
+        return {"grad_input": Grid((), (), (softmax - sp.KroneckerDelta(m, label(n))) / N,
+                                   tex=r"\frac{1}{N}\left(\operatorname{softmax}(Z)_{n,m} - [m = t_n]\right)")}
     if spec.kind == "mse":
         n, m = _sym("n"), _sym("m")
         return {"grad_input": Grid((), (), sp.IndexedBase("Y")[n, m] - sp.IndexedBase("T")[n, m], tex="Y - T")}
@@ -224,6 +264,8 @@ STATEMENTS = {
     ("dense", "grad_bias"): "dE/db = sum of dE/dY over the batch",
     ("dense", "adjoint_input"): "<W X, dE/dY> = <X, dE/dY W>",
     ("mse", "grad_input"): "E = 1/2 sum (T - Y)^2: dE/dY = Y - T",
+    ("crossentropy", "grad_input"): "E = 1/N sum_n (log sum_k exp Z[n, k] - Z[n, t(n)]): dE/dZ = (softmax(Z) - "
+                                    "onehot(t)) / N, for every choice of labels t",
 }
 
 

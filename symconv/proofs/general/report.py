@@ -94,6 +94,8 @@ class GeneralProof:
     problems: tuple[str, ...] = ()
     counterexample: Optional[GeneralCounterexample] = None
     seconds: float = 0.0
+    unconfirmed: tuple[str, ...] = ()
+    """A refutation of an abstraction that the concrete prover does not confirm (verdict: not proved)."""
 
     @property
     def holds(self) -> bool:
@@ -103,6 +105,8 @@ class GeneralProof:
     def verdict(self) -> str:
         if self.holds:
             return "proved"
+        if self.unconfirmed:
+            return "not proved"
         return "refuted" if any(d.refuted for d in self.decisions) else "not proved"
 
     @property
@@ -112,7 +116,7 @@ class GeneralProof:
     def __str__(self) -> str:
         text = f"{self.name}: {self.statement} -- {self.verdict} ({len(self.decisions)} obligations, " \
                f"{'+'.join(self.solvers) or 'no solver'}, {self.seconds:.2f} s)"
-        for problem in self.problems:
+        for problem in self.problems + self.unconfirmed:
             text += f"\n      not decided: {problem}"
         for d in self.decisions:
             if not d.proved:
@@ -224,20 +228,32 @@ Planner = Callable[[Sequence[Equation]], tuple[tuple[Sides, ...], tuple[Obligati
 
 
 def prove_identity(name: str, statement: str, equations: Sequence[Equation], solvers: Sequence[str], timeout: float,
-                   planner: Planner, concrete: Callable[[Mapping[str, int]], tuple[Concrete, Proof]]) -> GeneralProof:
-    """One identity: planned (sides, obligations), decided, and a refutation rebuilt and re-checked concretely."""
+                   planner: Planner, concrete: Callable[[Mapping[str, int]], tuple[Concrete, Proof]],
+                   abstraction: str = "") -> GeneralProof:
+    """One identity: planned (sides, obligations), decided, and a refutation rebuilt and re-checked concretely.
+
+    ``abstraction`` names what the guarded sums forget (functions of the tensors read as atoms): a solver's
+    point then refutes the abstracted identity only, and where the concrete prover proves it the identity is
+    *not proved* (``unconfirmed``), not refuted; without one, that disagreement is a bug and raises."""
     start = time.perf_counter()
     all_sides, obls, problems = planner(equations)
     decisions = [_decide(o, solvers, timeout) for o in obls]
-    counterexample = None
+    counterexample: Optional[GeneralCounterexample] = None
+    unconfirmed: tuple[str, ...] = ()
     for d in decisions:
         refuting = [r for r in d.runs if r.model]
         if refuting:
             run = refuting[0]
-            counterexample = confirm(d.obligation.name, run.solver, run.point, *concrete(run.point))
+            shape, proof = concrete(run.point)
+            if abstraction and proof.holds:
+                # The point refutes the abstracted identity only: not a counterexample, not a proof either.
+                unconfirmed = (f"{d.obligation.name} fails at {run.point} once {abstraction}, but the concrete prover "
+                               f"proves {shape.describe()}",)
+                break
+            counterexample = confirm(d.obligation.name, run.solver, run.point, shape, proof)
             break
     return GeneralProof(name, statement, tuple(all_sides), tuple(decisions), tuple(problems), counterexample,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, unconfirmed)
 
 
 def prove_general(*, axes: int = 2, channels: bool = True, flip: bool = False, input_size=None, kernel_size=None,
