@@ -330,5 +330,7 @@ def test_with_s_and_d_fixed_isl_refutes_too_and_its_point_is_refuted_concretely(
     for d in proof.decisions:
         for run in d.runs:
             if run.solver == "isl" and run.model:
-                found = confirm(L, d.obligation.name, "isl", run.point, check_candidate(L, "grad_input", no_rotation))
+                conv = L.to_conv_spec(run.point)
+                concrete = check_candidate(L, "grad_input", no_rotation)(conv)
+                found = confirm(d.obligation.name, "isl", run.point, conv, concrete)
                 assert not found.concrete.holds and found.spec.stride[0] == 2
