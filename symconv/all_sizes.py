@@ -9,7 +9,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_all_sizes_flags", "general_options", "prove_all_sizes", "recheck_certificate"]
+__all__ = ["add_all_sizes_flags", "general_options", "layer_options", "prove_all_sizes", "recheck_certificate"]
+
+LAYERS = ("conv", "relu", "maxpool", "avgpool", "dense", "mse", "crossentropy")
+CONV_ONLY = {"dilation": "--dilation", "batch": "--batch", "channels": "--channels", "filters": "--filters",
+             "convolution": "--convolution", "one_channel": "--one-channel"}
 
 
 def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
@@ -17,6 +21,10 @@ def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
     g = prove_cmd.add_argument_group("for every size (--all-sizes)")
     g.add_argument("--all-sizes", action="store_true",
                    help="prove the identities for symbolic sizes: the layer flags given are fixed, the others symbolic")
+    g.add_argument("--layer", choices=LAYERS, default="conv",
+                   help="the layer whose theorems to prove (default conv; relu, maxpool, avgpool, dense, mse, "
+                        "crossentropy: "
+                        "--input, and for pooling --kernel (the window), --stride, --padding fix sizes)")
     g.add_argument("--axes", type=int, choices=(1, 2), default=2, help="spatial axes of the theorem (default 2)")
     g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")
     g.add_argument("--solvers", default="z3,isl", metavar="LIST",
@@ -36,15 +44,32 @@ def general_options(args: argparse.Namespace) -> dict[str, Any]:
                 dilation=axes_of(args.dilation), **({} if args.one_channel else counts))
 
 
+def layer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--layer relu|maxpool|avgpool|dense|mse``: the sizes given are fixed (the counts stay symbolic)."""
+    given = [flag for name, flag in CONV_ONLY.items() if getattr(args, name) not in (None, False)]
+    if given:
+        raise ValueError(f"{', '.join(given)} apply to convolutions only, not to --layer {args.layer}")
+
+    def axes_of(pair: Any) -> Any:
+        return None if pair is None else (pair[0],) if args.axes == 1 else pair
+
+    return dict(layer=args.layer, axes=args.axes, input_size=axes_of(args.input), kernel_size=axes_of(args.kernel),
+                stride=axes_of(args.stride), padding=axes_of(args.padding))
+
+
 def prove_all_sizes(args: argparse.Namespace) -> int:
     """``prove --all-sizes``: the report printed (and the certificate written); 0 iff every identity is proved."""
     from .proofs.general import prove_general  # imported on use: it loads z3 and isl
     from .proofs.general.certificate import write_certificate
+    from .proofs.general.layer_report import prove_general_layer
 
     if args.one_channel and any(v is not None for v in (args.batch, args.channels, args.filters)):
         raise ValueError("--one-channel fixes one image, channel and filter: leave out --batch, --channels, --filters")
     solvers = tuple(s for s in args.solvers.split(",") if s)
-    report = prove_general(**general_options(args), solvers=solvers, timeout=args.timeout)
+    if args.layer == "conv":
+        report = prove_general(**general_options(args), solvers=solvers, timeout=args.timeout)
+    else:
+        report = prove_general_layer(**layer_options(args), solvers=solvers, timeout=args.timeout)
     print(report)
     print(f"{sum(p.holds for p in report.proofs)} of {len(report.proofs)} identities proved for every size "
           f"in {report.seconds:.1f} s")

@@ -170,9 +170,12 @@ def test_a_general_failure_that_the_concrete_prover_proves_is_raised_as_a_bug():
     base = derived_tensors(L)["grad_input"]
     eq = Equation("grad_input", base.entry, base.ranges, base.derived, wrong)
     # A concrete prover that (wrongly) proves every shape: the two provers disagree, loudly.
-    always = lambda spec: prove(spec)["grad_bias"]
+    def always(point):
+        conv = L.to_conv_spec(point)
+        return conv, prove(conv)["grad_bias"]
     with pytest.raises(ProverDisagreement, match="symconv bug"):
-        report_module._prove(L, "grad_input", "", [eq], ("z3",), 10.0, always)
+        report_module.prove_identity("grad_input", "", [eq], ("z3",), 10.0, lambda eqs: report_module.plan(L, eqs),
+                                     always)
 
 
 def test_unknown_is_not_proved_and_the_command_exits_1(monkeypatch, capsys):
@@ -327,5 +330,7 @@ def test_with_s_and_d_fixed_isl_refutes_too_and_its_point_is_refuted_concretely(
     for d in proof.decisions:
         for run in d.runs:
             if run.solver == "isl" and run.model:
-                found = confirm(L, d.obligation.name, "isl", run.point, check_candidate(L, "grad_input", no_rotation))
+                conv = L.to_conv_spec(run.point)
+                concrete = check_candidate(L, "grad_input", no_rotation)(conv)
+                found = confirm(d.obligation.name, "isl", run.point, conv, concrete)
                 assert not found.concrete.holds and found.spec.stride[0] == 2

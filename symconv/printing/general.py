@@ -10,8 +10,9 @@ from __future__ import annotations
 import sympy as sp
 
 from ..proofs.general.notation import plain
-from ..proofs.general.obligation import Constraint
+from ..proofs.general.obligation import Constraint, inside_choice
 from ..proofs.general.report import GeneralProof, GeneralProofReport, Sides
+from ..proofs.general.spec import GeneralSpec
 from ..proofs.general.sums import GuardedSum
 from .latex_printer import text
 
@@ -20,6 +21,7 @@ WEDGE = r" \wedge "
 __all__ = ["general_rows", "guarded_sum_latex", "assumption_latex", "assumption_parts", "report_rows"]
 
 _ENTRY = {"output": "O_{%s}", "output - b": "O_{%s} - B", "grad_input": r"\frac{\partial E}{\partial X_{%s}}",
+          "sum of dE/dX": r"\sum_i \frac{\partial E}{\partial X_{%s,i}}",
           "grad_weight": r"\frac{\partial E}{\partial F_{%s}}", "grad_bias": r"\frac{\partial E}{\partial B_{%s}}"}
 
 
@@ -47,6 +49,8 @@ def _bounds(term: GuardedSum) -> tuple[dict[sp.Symbol, sp.Expr], list[Constraint
         found = False
         if c.relation == ">=":
             for v in term.bound:
+                if inside_choice(v, c.expr):  # v inside a choice (an argmax R(o)): no bound to read off
+                    continue
                 poly = sp.Poly(c.expr, v)
                 other = c.expr - poly.LC() * v if poly.degree() == 1 else None
                 if other is None or other.has(*term.bound) or poly.LC() not in (1, -1):
@@ -93,6 +97,8 @@ def _entry(sides: Sides) -> str:
     index = ",".join(sp.latex(e) for e in sides.entry)
     if sides.tensor in _ENTRY:
         return (_ENTRY[sides.tensor] % index).replace("_{}", "")
+    if sides.tensor.startswith("<Y,"):  # a layer's adjoint
+        return r"\left\langle Y, \frac{\partial E}{\partial Y} \right\rangle"
     return r"\left\langle O - B, \frac{\partial E}{\partial O} \right\rangle"
 
 
@@ -136,6 +142,8 @@ def general_rows(proof: GeneralProof, split: bool = False) -> list[str]:
 
 def assumption_parts(report: GeneralProofReport) -> list[str]:
     """The assumptions as relations, per axis with the letters of the first axis (the others are the same)."""
+    if not isinstance(report.spec, GeneralSpec):  # a layer's: each relation once, the axis letters dropped
+        return list(dict.fromkeys(_relation(Constraint(c.relation, plain(c.expr))) for c in report.assumptions))
     first = report.spec.axes[0]
     per_axis = [Constraint(c.relation, plain(c.expr)) for c in first.assumptions() if c.truth is not True]
     counts = [] if report.spec.counts is None else [r"N, C, K \ge 1"]

@@ -168,9 +168,14 @@ def _region_point(
 
 
 def prove_layer(
-    layer: Layer, input_shape: Shape, seed: int = 0, backward: Optional[Backward] = None
+    layer: Layer,
+    input_shape: Shape,
+    seed: int = 0,
+    backward: Optional[Backward] = None,
+    values: Optional[np.ndarray] = None,
 ) -> LayerProofReport:
-    """Prove a layer's closed-form backward (``layer.backward``, or a candidate ``backward`` to test) on one shape.
+    """Prove a layer's closed-form backward (``layer.backward``, or a candidate ``backward`` to test) on one shape;
+    ``values`` (exact input values off every region boundary) choose the region instead of the seeded point.
 
     >>> report = prove_layer(MaxPool2d(2, stride=1), (1, 1, 3, 3))
     >>> report.holds, [p.name for p in report.proofs]
@@ -182,6 +187,13 @@ def prove_layer(
     params = {k: symbol_tensor(parameter_letter(layer, k), s) for k, s in layer.parameter_shapes(input_shape).items()}
     G = symbol_tensor("dE/dY", layer.output_shape(input_shape))
     point = _region_point(layer, x, params, np.random.default_rng(seed))
+    if values is not None:
+        if np.shape(values) != tuple(input_shape):
+            raise ValueError(f"values of shape {np.shape(values)} for an input of shape {tuple(input_shape)}")
+        point.update({s: sp.Rational(v) for s, v in zip(x.flat, np.asarray(values).flat)})
+        tie = layer.boundary(_values(x, point), x)
+        if tie is not None:
+            raise ValueError(f"the values given lie on a region boundary: {tie}")
     branch = layer.branch(_values(x, point)) if layer.piecewise else None
     E = _inner(layer.forward_on(x, params, branch), G)
     claimed_input, claimed_params = backward(x, params, G, branch)

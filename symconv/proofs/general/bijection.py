@@ -13,7 +13,7 @@ from typing import Sequence
 
 import sympy as sp
 
-from .obligation import FALSE, Constraint, Obligation
+from .obligation import FALSE, Constraint, Obligation, inside_choice
 from .sums import GuardedSum
 
 __all__ = ["Matching", "match", "solve_for", "obligations"]
@@ -53,7 +53,7 @@ def solve_for(equations: Sequence[sp.Expr], unknowns: Sequence[sp.Symbol]) -> tu
         for e in eqs:
             found = None
             for v in pending:
-                if e.has(v):
+                if e.has(v) and not inside_choice(v, e):
                     poly = sp.Poly(e, v)
                     if poly.degree() == 1 and poly.LC() in (1, -1) and not (e - poly.LC() * v).has(v):
                         found = (v, sp.expand(-(e - poly.LC() * v) / poly.LC()))
@@ -122,6 +122,21 @@ def _guarded(term: GuardedSum, mapping: Map) -> tuple[Constraint, ...]:
     return tuple(g.subs(dict(mapping)) for g in term.guard)
 
 
+def _same_coefficient(left: sp.Expr, right: sp.Expr) -> tuple[Constraint, ...]:
+    """Goals that say two coefficients are equal, exactly: rational functions of the sizes (1/(k_h k_w) of an
+    average) are equal iff the numerator of their difference is 0 *and* every denominator is not 0 (d^2 >= 1)."""
+    difference = sp.together(sp.expand(left - right))
+    if difference == 0:
+        return ()
+    numerator, _ = sp.fraction(difference)
+    nonzero = []
+    for c in (left, right):
+        denominator = sp.fraction(sp.together(c))[1]
+        if not denominator.is_Number:
+            nonzero.append(Constraint(">=", sp.expand(denominator ** 2 - 1)))
+    return (Constraint("==", sp.expand(numerator)),) + tuple(dict.fromkeys(nonzero))
+
+
 def obligations(prefix: str, m: Matching, parameters: tuple[sp.Symbol, ...], entry: tuple[sp.Symbol, ...],
                 assumptions: tuple[Constraint, ...], entry_range: tuple[Constraint, ...]) -> tuple[Obligation, ...]:
     """The obligations of one matching: the left support into the right (with equal coefficients), the right
@@ -133,8 +148,7 @@ def obligations(prefix: str, m: Matching, parameters: tuple[sp.Symbol, ...], ent
         return (Obligation(f"{prefix} {what}: none", f"the {side} has no term {what} the other side lacks",
                            parameters, entry + term.bound, assumptions, entry_range + term.guard, (FALSE,)),)
     l, r = m.left, m.right
-    coefficient = sp.expand(l.coefficient - r.coefficient.xreplace(dict(m.forward)))
-    same = () if coefficient == 0 else (Constraint("==", sp.numer(sp.together(coefficient))),)
+    same = _same_coefficient(l.coefficient, r.coefficient.xreplace(dict(m.forward)))
     into = Obligation(f"{prefix} {what}: into", "every term of the derivation is one of the closed form, φ(t)",
                       parameters, entry + l.bound, assumptions, entry_range + l.guard,
                       tuple(Constraint("==", e) for e in m.forward_residue) + _guarded(r, m.forward) + same)

@@ -14,15 +14,18 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ...version import __version__
 from .bijection import Matching
 from .isl_backend import isl_text, rerun_isl, script
+from .layer_report import layer_plan
+from .layer_spec import GeneralLayer
+from .layer_theorems import layer_identities
 from .obligation import Obligation
-from .report import GeneralProof, GeneralProofReport, Sides, plan
+from .report import Domain, GeneralProof, GeneralProofReport, Sides, plan
 from .spec import GeneralSpec
-from .theorems import identities
+from .theorems import Equation, Identity, identities
 from .z3_backend import rerun_z3, smtlib
 
 __all__ = ["FORMAT", "write_certificate", "recheck", "Recheck"]
@@ -54,9 +57,20 @@ def _sides(s: Sides) -> dict[str, Any]:
 
 
 def _obligation(o: Obligation) -> dict[str, Any]:
-    return {"name": o.name, "statement": o.statement, "parameters": _strs(o.parameters),
-            "variables": _strs(o.variables), "assumptions": _strs(o.assumptions), "hypotheses": _strs(o.hypotheses),
-            "goals": _strs(o.goals)}
+    out = {"name": o.name, "statement": o.statement, "parameters": _strs(o.parameters),
+           "variables": _strs(o.variables), "assumptions": _strs(o.assumptions), "hypotheses": _strs(o.hypotheses),
+           "goals": _strs(o.goals)}
+    return {**out, "facts": _strs(o.facts)} if o.facts else out
+
+
+def _theorems(options: dict[str, Any]) -> tuple[Domain, dict[str, Identity], Callable[[Sequence[Equation]], Any]]:
+    """The domain, identities and planner a certificate's options name: a layer's (``layer`` given) or a
+    convolution's."""
+    if "layer" in options:
+        layer = GeneralLayer.of(**options)
+        return layer, {i.name: i for i in layer_identities(layer)}, lambda eqs: layer_plan(layer, eqs)
+    spec = GeneralSpec.of(**options)
+    return spec, {i.name: i for i in identities(spec)}, lambda eqs: plan(spec, eqs)
 
 
 def _texts(o: Obligation, solvers) -> dict[str, str]:
@@ -165,8 +179,7 @@ def recheck(folder: str | Path, timeout: float | None = None) -> Recheck:
     if data.get("format") != FORMAT:
         return Recheck(str(root), (f"not a {FORMAT} certificate",), 0, False)
     try:
-        spec = GeneralSpec.of(**data["options"])
-        chosen = {i.name: i for i in identities(spec)}
+        _, chosen, planner = _theorems(dict(data["options"]))
         names = list(data["identities_chosen"])
         solvers = list(data["solvers"])
         recorded_ids = data["identities"]
@@ -179,7 +192,7 @@ def recheck(folder: str | Path, timeout: float | None = None) -> Recheck:
     reruns, start = 0, 0
     for p in recorded_ids:
         identity = chosen[p["name"]]
-        sides, obls, plan_problems = plan(spec, identity.equations)
+        sides, obls, plan_problems = planner(identity.equations)
         derived = {"statement": identity.statement, "equations": [_sides(s) for s in sides],
                    "obligations": [_obligation(o) for o in obls], "problems": list(plan_problems)}
         recorded = {"statement": p.get("statement"), "equations": p.get("equations"),

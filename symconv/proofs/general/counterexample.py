@@ -8,12 +8,15 @@ the two provers disagree and symconv has a bug: ``ProverDisagreement`` is raised
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Union
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
 from ...symbolic.derive import Derivation, derive
+from ...symbolic.layers import Layer
+from ...symbolic.losses import Loss
 from ...symbolic.spec import ConvSpec
 from ...symbolic.symbols import positions
 from ..conv import Checkable, Counterexample, Proof, check
@@ -21,7 +24,7 @@ from .notation import Grid
 from .spec import GeneralSpec
 
 __all__ = ["GeneralCounterexample", "ProverDisagreement", "SolverDisagreement", "confirm", "concrete_candidate",
-           "size_values"]
+           "size_values", "LayerShape", "Concrete", "evaluate"]
 
 
 class ProverDisagreement(AssertionError):
@@ -33,13 +36,27 @@ class SolverDisagreement(AssertionError):
 
 
 @dataclass(frozen=True)
+class LayerShape:
+    """A concrete layer (or loss) on one input shape: what a layer theorem's counterexample is rebuilt as."""
+
+    layer: Union[Layer, Loss]
+    input_shape: tuple[int, ...]
+
+    def describe(self) -> str:
+        return f"{self.layer.describe()} on input {self.input_shape}"
+
+
+Concrete = Union[ConvSpec, LayerShape]
+
+
+@dataclass(frozen=True)
 class GeneralCounterexample:
     """Where a general proof fails: the obligation, the solver's point, the shape, and the concrete refutation."""
 
     obligation: str
     solver: str
     point: tuple[tuple[str, int], ...]
-    spec: ConvSpec
+    spec: Concrete
     concrete: Proof
 
     def __str__(self) -> str:
@@ -98,6 +115,8 @@ def evaluate(expr: sp.Expr, env: Mapping[sp.Symbol, int], lookup: Callable[[sp.I
         return sp.Integer(env[expr])
     if isinstance(expr, sp.Indexed):
         return lookup(sp.IndexedBase(expr.base)[tuple(int(evaluate(i, env, lookup)) for i in expr.indices)])
+    if isinstance(expr, AppliedUndef):
+        return lookup(expr.func(*(int(evaluate(a, env, lookup)) for a in expr.args)))  # a choice, e.g. an argmax
     if isinstance(expr, sp.KroneckerDelta):
         return sp.S.One if evaluate(expr.args[0], env, lookup) == evaluate(expr.args[1], env, lookup) else sp.S.Zero
     if isinstance(expr, sp.Add):
@@ -151,11 +170,8 @@ def concrete_candidate(general: GeneralSpec, grid: Grid, d: Derivation, shape: t
     return out
 
 
-def confirm(general: GeneralSpec, obligation: str, solver: str, point: Mapping[str, int],
-            concrete: Callable[[ConvSpec], Proof]) -> GeneralCounterexample:
-    """Rebuild the shape of a solver's point and ask the concrete prover; it must refute it too."""
-    spec = general.to_conv_spec(point)
-    proof = concrete(spec)
+def confirm(obligation: str, solver: str, point: Mapping[str, int], spec: Concrete, proof: Proof) -> GeneralCounterexample:
+    """The shape rebuilt from a solver's point and the concrete prover's verdict on it, which must be a refutation."""
     found = GeneralCounterexample(obligation, solver, tuple(point.items()), spec, proof)
     if proof.holds:
         raise ProverDisagreement(f"symconv bug: the general proof fails but the concrete prover proves it: {found}")

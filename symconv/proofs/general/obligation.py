@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 
 import sympy as sp
+from sympy.core.function import AppliedUndef
 
-__all__ = ["Constraint", "Obligation", "SolverRun", "constraints", "FALSE"]
+__all__ = ["Constraint", "Fact", "Obligation", "SolverRun", "constraints", "FALSE", "choices_in", "inside_choice"]
 
 Relation = Literal["==", ">="]
 
@@ -67,6 +68,30 @@ class Constraint:
 FALSE = Constraint(">=", -1)
 
 
+def choices_in(expr: sp.Basic) -> set[AppliedUndef]:
+    """The applications of uninterpreted functions (``sympy.Function("R")(o)``: a choice, such as the argmax of
+    a window) in an expression; z3 reads them as uninterpreted functions, isl cannot."""
+    return set(expr.atoms(AppliedUndef))
+
+
+def inside_choice(v: sp.Symbol, expr: sp.Basic) -> bool:
+    """Whether ``v`` occurs inside an uninterpreted application of ``expr`` (then ``expr`` is no polynomial in v)."""
+    return any(v in f.free_symbols for f in choices_in(expr))
+
+
+@dataclass(frozen=True)
+class Fact:
+    """premises imply conclusions: a property of a choice function instantiated at one of its applications
+    (an instance of a universally true statement, so adding it as a hypothesis is sound)."""
+
+    premises: tuple[Constraint, ...]
+    conclusions: tuple[Constraint, ...]
+
+    def __str__(self) -> str:
+        join = lambda cs: " and ".join(map(str, cs)) or "true"
+        return f"({join(self.premises)}) => ({join(self.conclusions)})"
+
+
 def constraints(condition: sp.Basic) -> tuple[Constraint, ...]:
     """A conjunction of SymPy relations (``And``, ``Eq``, ``<``, ``<=``, ``>``, ``>=``, ``True``) as constraints."""
     if condition is sp.true or condition is True:
@@ -114,12 +139,17 @@ class Obligation:
     assumptions: tuple[Constraint, ...]
     hypotheses: tuple[Constraint, ...]
     goals: tuple[Constraint, ...]
+    facts: tuple[Fact, ...] = ()
+    """What is known of the choice functions at their applications in this obligation."""
 
     @property
     def is_linear(self) -> bool:
-        """Presburger: every constraint is affine in the parameters and variables together."""
+        """Presburger: every constraint is affine in the parameters and variables together (and no choice)."""
         symbols = self.parameters + self.variables
-        for c in self.assumptions + self.hypotheses + self.goals:
+        everything = self.assumptions + self.hypotheses + self.goals
+        if self.facts or any(choices_in(c.expr) for c in everything):
+            return False
+        for c in everything:
             if c.expr.free_symbols and sp.Poly(c.expr, *symbols).total_degree() > 1:
                 return False
         return True

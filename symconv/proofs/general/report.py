@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Protocol, Sequence
 
 import sympy as sp
 
-from ...symbolic.spec import ConvSpec
 from ..conv import Checkable, Proof, Proofs, prove
 from .bijection import Matching, match, obligations
-from .counterexample import GeneralCounterexample, SolverDisagreement, check_candidate, confirm
+from .counterexample import Concrete, GeneralCounterexample, SolverDisagreement, check_candidate, confirm
 from .isl_backend import run_isl
 from .notation import Grid
 from .obligation import Constraint, Obligation, SolverRun
@@ -27,9 +26,25 @@ from .theorems import IDENTITY_NAMES, Equation, Identity, derived_tensors, ident
 from .z3_backend import run_z3
 
 __all__ = ["Decision", "Sides", "GeneralProof", "GeneralProofReport", "prove_general", "check_general", "plan",
-           "SOLVERS"]
+           "SOLVERS", "Domain", "prove_identity"]
 
 SOLVERS = ("z3", "isl")
+
+
+class Domain(Protocol):
+    """What a theorem is stated over: a ``GeneralSpec`` (a convolution) or a ``GeneralLayer`` (ReLU, pooling,
+    dense, a loss): its symbols, assumptions, tensor shapes and the names of its spatial axes."""
+
+    @property
+    def axes(self) -> Sequence: ...
+
+    def parameters(self) -> tuple[sp.Symbol, ...]: ...
+
+    def assumptions(self) -> tuple[Constraint, ...]: ...
+
+    def shapes(self) -> dict[str, tuple[sp.Expr, ...]]: ...
+
+    def describe(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,8 @@ class GeneralProof:
     problems: tuple[str, ...] = ()
     counterexample: Optional[GeneralCounterexample] = None
     seconds: float = 0.0
+    unconfirmed: tuple[str, ...] = ()
+    """A refutation of an abstraction that the concrete prover does not confirm (verdict: not proved)."""
 
     @property
     def holds(self) -> bool:
@@ -88,6 +105,8 @@ class GeneralProof:
     def verdict(self) -> str:
         if self.holds:
             return "proved"
+        if self.unconfirmed:
+            return "not proved"
         return "refuted" if any(d.refuted for d in self.decisions) else "not proved"
 
     @property
@@ -97,7 +116,7 @@ class GeneralProof:
     def __str__(self) -> str:
         text = f"{self.name}: {self.statement} -- {self.verdict} ({len(self.decisions)} obligations, " \
                f"{'+'.join(self.solvers) or 'no solver'}, {self.seconds:.2f} s)"
-        for problem in self.problems:
+        for problem in self.problems + self.unconfirmed:
             text += f"\n      not decided: {problem}"
         for d in self.decisions:
             if not d.proved:
@@ -111,7 +130,7 @@ class GeneralProof:
 class GeneralProofReport(Proofs[GeneralProof]):
     """Every identity of ``prove``, for all sizes the assumptions allow; ``holds`` iff each is proved."""
 
-    spec: GeneralSpec
+    spec: Domain
     proofs: tuple[GeneralProof, ...]
     solvers: tuple[str, ...] = SOLVERS
     timeout: float = 10.0
@@ -152,16 +171,17 @@ def _entry_range(eq: Equation) -> tuple[Constraint, ...]:
     return tuple(c for e, r in zip(eq.entry, eq.ranges) for c in (Constraint(">=", e), Constraint(">=", r - 1 - e)))
 
 
-def sides_of(spec: GeneralSpec, eq: Equation) -> Sides:
-    """Both sides of one equation normalised, and their terms matched."""
-    shapes, names = spec.shapes(), index_names(spec)
+def sides_of(spec: Domain, eq: Equation, names: Optional[Mapping[str, Sequence[str]]] = None) -> Sides:
+    """Both sides of one equation normalised, and their terms matched (bound variables named by ``names``)."""
+    shapes = spec.shapes()
+    names = names if names is not None else index_names(spec)  # type: ignore[arg-type]
     left = normalise(eq.derived, shapes, names)
     right = normalise(eq.closed.at(*eq.spatial), shapes, names)
     return Sides(eq.tensor, eq.entry, eq.ranges, left, right, eq.extent, eq.closed.extent, eq.closed.floors,
                  match(left, right), eq.closed.tex)
 
 
-def equation_obligations(spec: GeneralSpec, sides: Sides, prefix: str) -> tuple[tuple[Obligation, ...], tuple[str, ...]]:
+def equation_obligations(spec: Domain, sides: Sides, prefix: str) -> tuple[tuple[Obligation, ...], tuple[str, ...]]:
     """The obligations of one equation (sizes, then each matching's), and the matchings no obligation decides."""
     parameters = spec.parameters() + tuple(z for z, _, _ in sides.floors)
     definitions = tuple(c for z, x, y in sides.floors for c in (Constraint(">=", x - y * z), Constraint(">=", y * z + y - 1 - x)))
@@ -181,13 +201,14 @@ def equation_obligations(spec: GeneralSpec, sides: Sides, prefix: str) -> tuple[
     return tuple(out), tuple(problems)
 
 
-def plan(spec: GeneralSpec, equations: Sequence[Equation]) -> tuple[tuple[Sides, ...], tuple[Obligation, ...], tuple[str, ...]]:
+def plan(spec: Domain, equations: Sequence[Equation], names: Optional[Mapping[str, Sequence[str]]] = None
+         ) -> tuple[tuple[Sides, ...], tuple[Obligation, ...], tuple[str, ...]]:
     """Everything of a proof but the solver runs: the sides, the obligations, and what no obligation decides."""
     all_sides: list[Sides] = []
     obligations_: list[Obligation] = []
     problems: list[str] = []
     for eq in equations:
-        sides = sides_of(spec, eq)
+        sides = sides_of(spec, eq, names)
         obls, probs = equation_obligations(spec, sides, eq.tensor)
         all_sides.append(sides)
         obligations_ += obls
@@ -195,25 +216,44 @@ def plan(spec: GeneralSpec, equations: Sequence[Equation]) -> tuple[tuple[Sides,
     return tuple(all_sides), tuple(obligations_), tuple(problems)
 
 
-def _concrete(name: str) -> Callable[[ConvSpec], Proof]:
-    """The same identity proved by the concrete prover on one shape (a counterexample's)."""
-    return lambda conv: prove(conv)[name]
+def _concrete(spec: GeneralSpec, name: str) -> Callable[[Mapping[str, int]], tuple[Concrete, Proof]]:
+    """The same identity proved by the concrete prover on the shape of a solver's point."""
+    def run(point: Mapping[str, int]) -> tuple[Concrete, Proof]:
+        conv = spec.to_conv_spec(point)
+        return conv, prove(conv)[name]
+    return run
 
 
-def _prove(spec: GeneralSpec, name: str, statement: str, equations: Sequence[Equation], solvers: Sequence[str],
-           timeout: float, concrete: Callable[[ConvSpec], Proof]) -> GeneralProof:
+Planner = Callable[[Sequence[Equation]], tuple[tuple[Sides, ...], tuple[Obligation, ...], tuple[str, ...]]]
+
+
+def prove_identity(name: str, statement: str, equations: Sequence[Equation], solvers: Sequence[str], timeout: float,
+                   planner: Planner, concrete: Callable[[Mapping[str, int]], tuple[Concrete, Proof]],
+                   abstraction: str = "") -> GeneralProof:
+    """One identity: planned (sides, obligations), decided, and a refutation rebuilt and re-checked concretely.
+
+    ``abstraction`` names what the guarded sums forget (functions of the tensors read as atoms): a solver's
+    point then refutes the abstracted identity only, and where the concrete prover proves it the identity is
+    *not proved* (``unconfirmed``), not refuted; without one, that disagreement is a bug and raises."""
     start = time.perf_counter()
-    all_sides, obls, problems = plan(spec, equations)
+    all_sides, obls, problems = planner(equations)
     decisions = [_decide(o, solvers, timeout) for o in obls]
-    counterexample = None
+    counterexample: Optional[GeneralCounterexample] = None
+    unconfirmed: tuple[str, ...] = ()
     for d in decisions:
         refuting = [r for r in d.runs if r.model]
         if refuting:
             run = refuting[0]
-            counterexample = confirm(spec, d.obligation.name, run.solver, run.point, concrete)
+            shape, proof = concrete(run.point)
+            if abstraction and proof.holds:
+                # The point refutes the abstracted identity only: not a counterexample, not a proof either.
+                unconfirmed = (f"{d.obligation.name} fails at {run.point} once {abstraction}, but the concrete prover "
+                               f"proves {shape.describe()}",)
+                break
+            counterexample = confirm(d.obligation.name, run.solver, run.point, shape, proof)
             break
     return GeneralProof(name, statement, tuple(all_sides), tuple(decisions), tuple(problems), counterexample,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, unconfirmed)
 
 
 def prove_general(*, axes: int = 2, channels: bool = True, flip: bool = False, input_size=None, kernel_size=None,
@@ -239,8 +279,8 @@ def prove_general(*, axes: int = 2, channels: bool = True, flip: bool = False, i
     if unknown or not solvers:
         raise ValueError(f"solvers must be some of {', '.join(SOLVERS)}, got {list(solvers)}")
     chosen: list[Identity] = [i for i in identities(spec) if i.name in names]
-    proofs = tuple(_prove(spec, i.name, i.statement, i.equations, solvers, timeout,
-                          _concrete(i.name)) for i in chosen)
+    proofs = tuple(prove_identity(i.name, i.statement, i.equations, solvers, timeout,
+                                  lambda eqs: plan(spec, eqs), _concrete(spec, i.name)) for i in chosen)
     return GeneralProofReport(spec, proofs, tuple(solvers), timeout, tuple(options.items()))
 
 
@@ -266,5 +306,10 @@ def check_general(spec: GeneralSpec, name: Checkable, candidate: Grid, *, solver
     if candidate.axes != len(base.ranges):
         raise ValueError(f"{name} has {len(base.ranges)} spatial axes, the candidate {candidate.axes}")
     eq = Equation(name, base.entry, base.ranges, base.derived, candidate)
-    return _prove(spec, f"check_{name}", f"{name} equals the given closed form", [eq], solvers, timeout,
-                  check_candidate(spec, name, candidate))
+    check = check_candidate(spec, name, candidate)
+
+    def concrete(point: Mapping[str, int]) -> tuple[Concrete, Proof]:
+        conv = spec.to_conv_spec(point)
+        return conv, check(conv)
+    return prove_identity(f"check_{name}", f"{name} equals the given closed form", [eq], solvers, timeout,
+                          lambda eqs: plan(spec, eqs), concrete)

@@ -14,7 +14,7 @@ from typing import Iterable, Mapping, Sequence
 
 import sympy as sp
 
-from .obligation import Constraint, constraints, simplified
+from .obligation import Constraint, constraints, inside_choice, simplified
 
 __all__ = ["GuardedSum", "normalise", "Shapes"]
 
@@ -119,7 +119,7 @@ def _raw(expr: sp.Expr, fresh: _Fresh) -> list[_Raw]:
 def _unit_solution(c: Constraint, bound: Sequence[sp.Symbol]) -> tuple[sp.Symbol, sp.Expr] | None:
     """The first bound variable an equality determines with coefficient ±1, and its value."""
     for v in bound:
-        if not c.expr.has(v):
+        if not c.expr.has(v) or inside_choice(v, c.expr):
             continue
         poly = sp.Poly(c.expr, v)
         if poly.degree() == 1 and poly.LC() in (1, -1):

@@ -11,6 +11,7 @@ from typing import Mapping
 
 import sympy as sp
 import z3
+from sympy.core.function import AppliedUndef
 
 from .obligation import Constraint, Obligation, SolverRun
 
@@ -26,6 +27,10 @@ def _term(expr: sp.Expr, symbols: Mapping[sp.Symbol, z3.ArithRef]) -> z3.ArithRe
         return z3.IntVal(int(expr))
     if expr.is_Symbol:
         return symbols[expr]
+    if isinstance(expr, AppliedUndef):
+        # A choice (the argmax of a window): an uninterpreted integer function, the same declaration per name.
+        f = z3.Function(expr.func.__name__, *([z3.IntSort()] * (len(expr.args) + 1)))
+        return f(*(_term(a, symbols) for a in expr.args))
     if isinstance(expr, sp.Add):
         return z3.Sum([_term(a, symbols) for a in expr.args])
     if isinstance(expr, sp.Mul):
@@ -46,6 +51,9 @@ def _solver(o: Obligation, timeout: float) -> tuple[z3.Solver, dict[sp.Symbol, z
     solver.set("timeout", max(1, int(timeout * 1000)))
     for c in dict.fromkeys(o.assumptions + o.hypotheses):
         solver.add(_formula(c, symbols))
+    for fact in o.facts:
+        solver.add(z3.Implies(z3.And([_formula(c, symbols) for c in fact.premises]),
+                              z3.And([_formula(c, symbols) for c in fact.conclusions])))
     solver.add(z3.Not(z3.And([_formula(c, symbols) for c in o.goals])))
     return solver, symbols
 
