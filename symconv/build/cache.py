@@ -55,7 +55,7 @@ from symconv.build.safety import UnsafeCacheError, check_root, create_private, e
 __all__ = [
     "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "LINK_TOO", "OPENMP_FLAGS", "CompilerError",
     "BuildJob",
-    "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags",
+    "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags", "linked_flags",
     "load_indexed", "build", "locked", "write_atomic", "sweep", "STALE_AFTER", "UnsafeCacheError",
 ]
 
@@ -183,8 +183,16 @@ def target_flags(cflags: tuple[str, ...], arch: str) -> tuple[tuple[str, ...], t
     """
     if arch not in ARCH_FLAGS:
         raise ValueError(f"arch must be one of {sorted(ARCH_FLAGS)}, got {arch!r}")
-    linked = tuple(flag for flag in cflags if flag.startswith(LINK_TOO))
-    return tuple(cflags) + ARCH_FLAGS[arch] + ("-ffp-contract=fast",) + OPENMP_FLAGS, linked + OPENMP_FLAGS
+    return tuple(cflags) + ARCH_FLAGS[arch] + ("-ffp-contract=fast",) + OPENMP_FLAGS, linked_flags(cflags) + OPENMP_FLAGS
+
+
+def linked_flags(cflags: tuple[str, ...]) -> tuple[str, ...]:
+    """The flags of ``cflags`` that the linker needs as well (``LINK_TOO``): an instrumented object's runtime.
+
+    >>> linked_flags(("-O1", "-fsanitize=address,undefined", "-g"))
+    ('-fsanitize=address,undefined',)
+    """
+    return tuple(flag for flag in cflags if flag.startswith(LINK_TOO))
 
 
 def _digest(path: Path) -> str:
