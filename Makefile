@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-kernels generated figures clean
+.PHONY: demo test test-sanitize bench bench-kernels generated figures clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ test: $(BIN)/.installed
 	$(BIN)/ruff check --no-cache symconv tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The kernels and the hostile-argument tests under AddressSanitizer and UndefinedBehaviorSanitizer, their runtimes
+# preloaded (tests/sanitizers.py); fails on any report. A few minutes: every kernel is compiled anew.
+test-sanitize: $(BIN)/.installed
+	$(BIN)/python tests/sanitizers.py
 
 # Rewrite generated/ (kernels of the catalogue and its README); tests/test_render.py fails when it is stale.
 generated: $(BIN)/.installed

@@ -30,6 +30,7 @@ from .build.cache import (
     cache_root,
     environment_key,
     flags_key,
+    linked_flags,
     load_indexed,
     target_flags,
 )
@@ -172,7 +173,7 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str 
         job = BuildJob(sources.c, sources.cdef, flags, _generator_version(), ldflags)
         module = build(job, cache_path, key)                                    # -> cached cffi extension
     compiled = ConvKernels(spec, np.dtype(dtype), chosen, module, count, fuse_relu,  # -> checked NumPy calls
-                           checked=checked_call_module(cache_path))
+                           checked=checked_call_module(cache_path, linked_flags(flags)))
     with _loaded_lock:
         return _loaded.setdefault(memo, compiled)
 
@@ -208,7 +209,7 @@ def compile_layers(ops: Sequence[LayerOp], dtype: str = "float32", *, cflags: Op
                    ldflags)
     cache_path = cache_root(cache_dir)
     module = build(job, cache_path)                                             # -> cached cffi extension
-    checked = checked_call_module(cache_path)
+    checked = checked_call_module(cache_path, linked_flags(flags))
     return [KERNEL_CLASSES[plan.op.kind](plan, module, checked) for plan in plans]  # -> checked NumPy calls
 
 

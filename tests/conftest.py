@@ -6,12 +6,16 @@ import os
 from typing import Callable, Iterator, Optional
 
 import pytest
+from sanitizers import SANITIZE_CFLAGS, SANITIZE_ENV
 
 from symconv import ConvKernels, ConvSpec, compile_conv
 from symconv.build.cache import CACHE_ENV
 
+SANITIZED = os.environ.get(SANITIZE_ENV) == "1"
+"""Set by ``python tests/sanitizers.py`` (``make test-sanitize``), which preloads the sanitizers' runtimes: then
+every kernel built with the strict flags is built with the sanitizers, and so are its checked calls."""
 # As pystencils does in its tests: any warning in the generated C fails loudly.
-STRICT_CFLAGS = ("-O3", "-Wall", "-Wextra", "-Werror")
+STRICT_CFLAGS = (*(SANITIZE_CFLAGS if SANITIZED else ("-O3",)), "-Wall", "-Wextra", "-Werror")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,9 +6,11 @@ Layout of the cache directory (``SYMCONV_CACHE_DIR``, else ``$XDG_CACHE_HOME/sym
     modules/<name>/   <name>.c (cffi's wrapper, our source inside), <name>.cdef, the extension, manifest.json
     index/<key>       the module name built for a recipe key, so a cache hit skips derive, cse and render
     locks/<name>.lock one fcntl lock per module, held while building it
-    tmp/build-*/      private build directories; a finished build is renamed into modules/ in one step
+    tmp/build-*/      private build directories, each locked (owner.lock) by its live build; a finished build is
+                      renamed into modules/ in one step, a killed one's folder is swept (``sweep``) by a later build
 
-``<name>`` is a sha256 of the source, cdef, flags, compiler, cffi version, Python ABI and ``CACHE_VERSION``.
+``<name>`` is a sha256 of the source, cdef, flags, compiler, the environment variables that change a binary
+(``compiler.BUILD_ENVIRONMENT``), cffi version, Python ABI and ``CACHE_VERSION``.
 Readers take no lock: a module counts only once its manifest (written last, checked before every load)
 matches the extension's size and sha256, so a half-written or truncated file is rebuilt, never loaded.
 """
@@ -20,10 +22,8 @@ import importlib.util
 import json
 import os
 import platform
-import shlex
 import shutil
 import stat
-import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -42,12 +42,21 @@ except ImportError:  # Windows: atomic renames alone keep the cache consistent, 
 
 import cffi
 
+from symconv.build.compiler import (
+    CompilerError,
+    build_environment,
+    check_compiler,
+    compiler_command,
+    library_name,
+    run_compiler,
+)
 from symconv.build.safety import UnsafeCacheError, check_root, create_private, existing_dir, private_dir, read_private
 
 __all__ = [
-    "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "OPENMP_FLAGS", "CompilerError", "BuildJob",
-    "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags",
-    "load_indexed", "build", "locked", "write_atomic", "UnsafeCacheError",
+    "CACHE_ENV", "CACHE_VERSION", "DEFAULT_CFLAGS", "ARCH_FLAGS", "LINK_TOO", "OPENMP_FLAGS", "CompilerError",
+    "BuildJob",
+    "cache_root", "compiler_command", "environment_key", "host_fingerprint", "flags_key", "target_flags", "linked_flags",
+    "load_indexed", "build", "locked", "write_atomic", "sweep", "STALE_AFTER", "UnsafeCacheError",
 ]
 
 CACHE_ENV: Final = "SYMCONV_CACHE_DIR"
@@ -57,37 +66,10 @@ DEFAULT_CFLAGS: Final = ("-O3",)
 ARCH_FLAGS: Final = {"native": ("-march=native",), "portable": ()}
 """Target flags by name: ``native`` uses every instruction of this CPU (AVX2, FMA, AVX-512 where present),
 ``portable`` the compiler's baseline for the architecture, for a module to be loaded on any machine."""
+LINK_TOO: Final = ("-fsanitize=", "-fno-sanitize")
+"""Prefixes of compiler flags that must reach the linker too: an instrumented object needs its runtime."""
 OPENMP_FLAGS: Final = ("-fopenmp",)
 """Compiled and linked into every kernel module: the kernels split work across threads with OpenMP."""
-
-# Runs in a child interpreter: cffi's compile() changes the working directory and distutils' global state,
-# which must not happen to the caller's process (threads share the cwd). The child sees only this job.
-_COMPILE_SCRIPT: Final = """\
-import json, sys
-import cffi
-job = json.load(sys.stdin)
-if job["cdef"] is None:  # a CPython extension of its own: setuptools' build_ext, as cffi itself runs it
-    from setuptools import Distribution, Extension
-    with open(job["module"] + ".c", "w", encoding="utf-8") as source:
-        source.write(job["source"])
-    extension = Extension(job["module"], [job["module"] + ".c"], include_dirs=job["include_dirs"],
-                          define_macros=[("SYMCONV_MODULE", job["module"])], extra_compile_args=job["cflags"],
-                          extra_link_args=job["ldflags"])
-    dist = Distribution({"ext_modules": [extension]})
-    options = dist.get_option_dict("build_ext")
-    options["build_lib"] = options["build_temp"] = ("symconv", ".")
-    dist.run_command("build_ext")
-else:
-    ffi = cffi.FFI()
-    ffi.cdef(job["cdef"])
-    ffi.set_source(job["module"], job["source"], extra_compile_args=job["cflags"], extra_link_args=job["ldflags"])
-    ffi.compile(tmpdir=".", verbose=False)
-"""
-
-
-class CompilerError(RuntimeError):
-    """The C compiler is missing or rejected the generated code; the message says which and why."""
-
 
 @dataclass(frozen=True)
 class BuildJob:
@@ -137,25 +119,16 @@ def cache_root(override: Optional[os.PathLike[str] | str] = None) -> Path:
     return base / "symconv"
 
 
-def compiler_command() -> list[str]:
-    """The C compiler cffi will run: ``$CC`` if set (as distutils does), else the one Python was built with.
-
-    >>> from unittest import mock
-    >>> with mock.patch.dict(os.environ, {"CC": "ccache gcc -m64"}):
-    ...     compiler_command()
-    ['ccache', 'gcc', '-m64']
-    """
-    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
-
-
 def environment_key() -> dict[str, object]:
-    """Everything outside the source that makes a built module differ: compiler, cffi, Python ABI.
+    """Everything outside the source that makes a built module differ: compiler, the environment variables
+    that change its command line or its search paths (``compiler.BUILD_ENVIRONMENT``), cffi, Python ABI.
 
     >>> sorted(environment_key())
-    ['abi', 'cache', 'cffi', 'compiler', 'python']
+    ['abi', 'cache', 'cffi', 'compiler', 'environment', 'python']
     """
     return {
         "compiler": compiler_command(),
+        "environment": build_environment(),
         "cffi": cffi.__version__,
         "python": sys.version,
         "abi": sysconfig.get_config_var("EXT_SUFFIX"),
@@ -200,29 +173,26 @@ def target_flags(cflags: tuple[str, ...], arch: str) -> tuple[tuple[str, ...], t
     """Compile and link flags of a kernel module: ``cflags``, the target's flags, FMA contraction, OpenMP.
 
     ``-ffp-contract=fast`` is GCC's default outside ISO mode; it is spelled out so that ``-std=c99`` in
-    ``cflags`` cannot silently halve the speed of the multiply-adds.
+    ``cflags`` cannot silently halve the speed of the multiply-adds. Flags that the linker needs as well
+    (``LINK_TOO``: the sanitizers) go to both lists.
 
     >>> target_flags(("-O3",), "portable")
     (('-O3', '-ffp-contract=fast', '-fopenmp'), ('-fopenmp',))
+    >>> target_flags(("-O1", "-fsanitize=address"), "portable")[1]
+    ('-fsanitize=address', '-fopenmp')
     """
     if arch not in ARCH_FLAGS:
         raise ValueError(f"arch must be one of {sorted(ARCH_FLAGS)}, got {arch!r}")
-    return tuple(cflags) + ARCH_FLAGS[arch] + ("-ffp-contract=fast",) + OPENMP_FLAGS, OPENMP_FLAGS
+    return tuple(cflags) + ARCH_FLAGS[arch] + ("-ffp-contract=fast",) + OPENMP_FLAGS, linked_flags(cflags) + OPENMP_FLAGS
 
 
-def _check_compiler() -> None:
-    command = compiler_command()
-    if not command or shutil.which(command[0]) is None:
-        origin = "the CC environment variable" if os.environ.get("CC") else "Python's build configuration"
-        shown = command[0] if command else os.environ.get("CC", "")
-        raise CompilerError(
-            f"C compiler {shown!r} (from {origin}) was not found; install a C compiler such as gcc, "
-            "or set CC to one"
-        )
+def linked_flags(cflags: tuple[str, ...]) -> tuple[str, ...]:
+    """The flags of ``cflags`` that the linker needs as well (``LINK_TOO``): an instrumented object's runtime.
 
-
-def _library_name(name: str) -> str:
-    return name + sysconfig.get_config_var("EXT_SUFFIX")
+    >>> linked_flags(("-O1", "-fsanitize=address,undefined", "-g"))
+    ('-fsanitize=address,undefined',)
+    """
+    return tuple(flag for flag in cflags if flag.startswith(LINK_TOO))
 
 
 def _digest(path: Path) -> str:
@@ -251,7 +221,7 @@ def _load_verified(cache: Path, name: str) -> Optional[ModuleType]:
         if not stat.S_ISDIR(folder.st_mode) or folder.st_uid != os.geteuid() or folder.st_mode & 0o022:
             return None
         manifest = json.loads(read_private(directory / "manifest.json", 1 << 20))
-        if manifest["library"] != _library_name(name):
+        if manifest["library"] != library_name(name):
             return None
         library = directory / manifest["library"]
         data = read_private(library)
@@ -263,7 +233,7 @@ def _load_verified(cache: Path, name: str) -> Optional[ModuleType]:
 
 
 def _load_fresh(cache: Path, name: str) -> ModuleType:
-    library = cache / "modules" / name / _library_name(name)
+    library = cache / "modules" / name / library_name(name)
     try:
         return _import_extension(name, library)
     except ImportError as error:
@@ -312,25 +282,9 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def _compiler_failure(name: str, stderr: str) -> CompilerError:
-    # The compiler's own diagnostics come before the Python traceback; keep them and the final error line.
-    diagnostics, _, traceback = stderr.partition("Traceback (most recent call last):")
-    lines = traceback.strip().splitlines()
-    summary = lines[-1] if lines else ""
-    command = " ".join(compiler_command())
-    return CompilerError(f"compiling {name} with {command!r} failed:\n{diagnostics.strip()}\n{summary}".rstrip())
-
-
 def _compile(job: BuildJob, name: str, workdir: Path) -> Path:
-    """Compile in ``workdir`` with a child interpreter; return the directory holding the finished files."""
-    payload = json.dumps({"module": name, "source": job.source, "cdef": job.cdef, "cflags": list(job.cflags),
-                          "ldflags": list(job.ldflags), "include_dirs": list(job.include_dirs)})
-    result = subprocess.run(
-        [sys.executable, "-c", _COMPILE_SCRIPT], input=payload, cwd=workdir, capture_output=True, text=True
-    )
-    library = workdir / _library_name(name)
-    if result.returncode != 0 or not library.is_file():
-        raise _compiler_failure(name, result.stderr)
+    """Compile in ``workdir`` (``compiler.run_compiler``); return the directory holding the finished files."""
+    library = run_compiler(name, job.source, job.cdef, job.cflags, job.ldflags, job.include_dirs, workdir)
     staged = workdir / name
     staged.mkdir(0o700)
     os.chmod(staged, 0o700)  # whatever the umask: only we may read, run or change a cached module
@@ -353,15 +307,45 @@ def _install(staged: Path, final: Path, workdir: Path) -> None:
     os.replace(staged, final)
 
 
-def _sweep(tmp: Path, max_age: float = 86400.0) -> None:
-    # A build killed mid-way leaves its private directory behind; one a day old is nobody's any more.
-    now = time.time()
+STALE_AFTER: Final = 60.0
+"""Seconds after which a build directory that no live process holds counts as abandoned. A build locks its
+directory microseconds after creating it; the margin covers that moment and a step of the clock."""
+UNLOCKED_STALE_AFTER: Final = 86400.0
+"""The same for a directory without an owner lock (made by an older symconv, which may still be running)."""
+
+
+def sweep(tmp: Path, max_age: float = STALE_AFTER) -> list[Path]:
+    """The build directories in ``tmp`` left by killed builds, removed: older than ``max_age`` seconds and not
+    locked by a live process (a build holds ``owner.lock`` in its directory; the kernel drops a dead process's
+    locks). Returns what it removed.
+    """
+    now, removed = time.time(), []
     for stale in tmp.glob("build-*"):
         try:
-            if now - stale.stat().st_mtime > max_age:
-                shutil.rmtree(stale, ignore_errors=True)
+            info = os.lstat(stale)
+            if now - info.st_mtime <= max_age:
+                continue
+            if not stat.S_ISDIR(info.st_mode):  # not ours (a link, a file): removed, never followed
+                os.unlink(stale)
+                removed.append(stale)
+                continue
+            try:
+                owner = os.open(stale / "owner.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except FileNotFoundError:
+                if now - info.st_mtime > UNLOCKED_STALE_AFTER:
+                    shutil.rmtree(stale)
+                    removed.append(stale)
+                continue
+            try:
+                if fcntl is not None:
+                    fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live build holds it
+                shutil.rmtree(stale)
+                removed.append(stale)
+            finally:
+                os.close(owner)
         except OSError:
-            pass  # another process swept it first
+            pass  # in use, or another process swept it first
+    return removed
 
 
 def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> ModuleType:
@@ -374,15 +358,16 @@ def build(job: BuildJob, cache: Path, index_key: Optional[str] = None) -> Module
     cache = check_root(cache)  # raises UnsafeCacheError, naming the folder and the fix, if others could write it
     module = _load_verified(cache, name)
     if module is None:
-        _check_compiler()
+        check_compiler()
         with locked(private_dir(cache, "locks") / f"{name}.lock"):
             module = _load_verified(cache, name)  # another process may have finished while we waited
             if module is None:
                 tmp = private_dir(cache, "tmp")
-                _sweep(tmp)
+                sweep(tmp)
                 workdir = Path(tempfile.mkdtemp(prefix="build-", dir=tmp))
                 try:
-                    _install(_compile(job, name, workdir), private_dir(cache, "modules") / name, workdir)
+                    with locked(workdir / "owner.lock"):  # ours while we live: sweep() leaves it alone
+                        _install(_compile(job, name, workdir), private_dir(cache, "modules") / name, workdir)
                 finally:
                     shutil.rmtree(workdir, ignore_errors=True)
                 module = _load_fresh(cache, name)

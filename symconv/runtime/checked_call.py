@@ -32,20 +32,26 @@ _TEMPLATE = "checked_call.c.j2"
 
 
 @cache
-def checked_call_module(cache: os.PathLike[str] | str) -> Optional[ModuleType]:
+def checked_call_module(cache: os.PathLike[str] | str, instrument: tuple[str, ...] = ()) -> Optional[ModuleType]:
     """The compiled extension in the build cache ``cache`` (built on first use), or None with a warning if it
-    cannot be built: the kernels then run behind their Python checks, correct but slower per call."""
+    cannot be built: the kernels then run behind their Python checks, correct but slower per call.
+
+    ``instrument``: the kernels' sanitizer flags (``build.cache.linked_flags``), compiled into the checks too.
+    """
     generator = f"symconv {__version__}; checked calls; numpy {np.__version__}"
     # A cache hit in a new process reads the index and loads the extension: no Jinja, no hashing of the text.
     templates = [(TEMPLATES_DIR / name).read_bytes() for name in (_TEMPLATE, "banner.c.j2")]
     recipe = {"templates": [hashlib.sha256(t).hexdigest() for t in templates], "generator": generator,
               "include": np.get_include(), **environment_key()}
+    if instrument:  # only then: the plain build keeps its key
+        recipe["instrument"] = list(instrument)
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     module = load_indexed(Path(cache), key)
     if module is not None:
         return module
     text = keyed(_TEMPLATE, f"checked kernel calls; NumPy {np.__version__}")
-    job = BuildJob(text, None, DEFAULT_CFLAGS, generator, include_dirs=(np.get_include(),))
+    job = BuildJob(text, None, DEFAULT_CFLAGS + tuple(instrument), generator, tuple(instrument),
+                   include_dirs=(np.get_include(),))
     try:
         return build(job, Path(cache), key)
     except (CompilerError, ImportError) as error:
