@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from math import prod
 from typing import Any, Final
 
 import sympy as sp
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-TEMPLATE_VERSION: Final = 8
+TEMPLATE_VERSION: Final = 9
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -113,13 +114,36 @@ def prototype(kernel: Kernel, threads: bool = False) -> str:
     return text.rstrip("\n")
 
 
+GUARDED_FAMILIES: Final = ("forward", "forward_relu", "grad_input", "grad_weight")
+"""The passes whose vector kernels multiply padding, or the spare columns of wide rows, by data: zero times an
+inf or a NaN is NaN, which would reach entries whose defining sums never read it. Their public function runs the
+vector kernel, then, if an output entry is not finite, the loops that follow the definition (a rare, slow path)."""
+
+
 def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[str, Any]:
-    return {
+    forward = kernel.name.removesuffix("_relu") if kernel.family == "forward_relu" else kernel.name
+    view: dict[str, Any] = {
         "family": kernel.family,
         "name": kernel.name,
         "prototype": prototype(kernel, threads),
         "body": None if kernel.body is None else _body(kernel, printer),
+        "forward": forward,  # the forward function a fused forward_relu calls
     }
+    if threads and kernel.family in GUARDED_FAMILIES:
+        def static(suffix: str, with_threads: bool) -> dict[str, Any]:
+            renamed = replace(kernel, name=kernel.name + suffix)
+            return {**view, "name": renamed.name, "prototype": "static " + prototype(renamed, with_threads),
+                    "forward": forward + ("_definition" if suffix == "_definition" else "")}
+
+        (out,) = (a for a in kernel.args if a.output)
+        view |= {
+            "definition": static("_definition", False),
+            "vector": static("_vector", True),
+            "arguments": ", ".join(a.name for a in kernel.args),
+            "output": out.name,
+            "output_entries": prod(out.shape),
+        }
+    return view
 
 
 def _arrays(spec: ConvSpec, dtype: str) -> list[dict[str, Any]]:
