@@ -240,6 +240,20 @@ def _symconv(*args: str) -> list[str]:
     return [sys.executable, "-m", "symconv", *args]
 
 
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_argument_lists_in_a_real_process(data: st.DataObject, tmp_path: Path) -> None:
+    # The same property through the console's real start-up, streams and exit (the commands that run no
+    # engine for long: derive, prove, generate and latex on small shapes).
+    (tmp_path / "a_file").write_text("")
+    argv = data.draw(argument_lists(tmp_path).filter(lambda a: a[0] in ("derive", "prove", "generate", "latex")))
+    result = subprocess.run(_symconv(*argv), capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert result.returncode in (0, 2), (argv, result)
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") <= 1, (argv, result.stderr)
+    if result.returncode == 2:
+        _one_error_line(result.stderr)
+
+
 def test_a_closed_stdout_ends_quietly() -> None:
     # `symconv derive ... | head -1`: the reader goes away after one line.
     process = subprocess.Popen(_symconv("derive", "--input", "24", "--kernel", "3"), stdout=subprocess.PIPE,
