@@ -56,6 +56,12 @@ COUNT_FLAGS = sorted({(name, a.option_strings[-1]) for name, p in COMMANDS.items
                       if _type(p, a) in COUNT_TYPES})
 
 
+@pytest.fixture(autouse=True)
+def in_a_scratch_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands that succeed write where they are told (out.png, out/, generate's '.'): never into the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _one_error_line(err: str, *needles: str) -> None:
     assert "Traceback" not in err, err
     assert err.count("\n") == 1 and err.startswith("symconv: error: "), err
