@@ -7,7 +7,10 @@ The layer flags that are given are fixed in the theorem, the others stay symboli
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
+
+from .console import positive_float
 
 __all__ = ["add_all_sizes_flags", "general_options", "layer_options", "prove_all_sizes", "recheck_certificate"]
 
@@ -29,7 +32,7 @@ def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
     g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")
     g.add_argument("--solvers", default="z3,isl", metavar="LIST",
                    help="z3, isl or both (default z3,isl; isl decides the obligations affine in the sizes)")
-    g.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per solver run (default 10)")
+    g.add_argument("--timeout", type=positive_float, default=10.0, metavar="SECONDS", help="per solver run (default 10)")
     g.add_argument("--certificate", metavar="DIR", help="write the certificate (JSON and solver files) to DIR")
 
 
@@ -85,6 +88,8 @@ def recheck_certificate(args: argparse.Namespace) -> int:
     """``symconv recheck DIR``: the certificate re-derived and re-run; 0 iff it is genuine and proves every identity."""
     from .proofs.general.certificate import recheck
 
+    if not os.path.isdir(args.folder):  # nothing to recheck is bad input (2), not a refuted certificate (1)
+        raise ValueError(f"{args.folder} is not a folder: give the DIR that prove --all-sizes --certificate wrote")
     result = recheck(args.folder)
     print(result)
     return 0 if result.holds else 1

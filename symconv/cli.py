@@ -1,7 +1,9 @@
 """Command line: ``symconv <command> <spec flags>`` -> the derivation, proofs, LaTeX or kernels on stdout or disk.
 
-Bad arguments, impossible shapes and layers over the term limit exit with status 2 and one line naming the
-problem, never a traceback; Ctrl-C exits with status 130 and one line. Long derivations and proofs draw a
+Bad arguments, impossible shapes, layers over the term limit and what the system refuses (a full disk, a path
+that is a directory, no permission) exit with status 2 and one line naming the problem, never a traceback;
+Ctrl-C exits with status 130 and one line; a closed stdout ends quietly (``symconv.console.run_command``
+does all of that for every command, and its flag types check every value). Long derivations and proofs draw a
 progress bar on stderr when it is a terminal.
 """
 
@@ -10,29 +12,23 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Sequence
 
 from .all_sizes import add_all_sizes_flags, prove_all_sizes, recheck_certificate
+from .build.cache import CompilerError
+from .build.safety import UnsafeCacheError
+from .console import Parser, UsageError, integer, natural, positive, run_command
 from .export.command import add_export_flags
 from .printing.text import derivation_text
 from .progress import ProgressBar, clear
 from .proofs.conv import prove
-from .symbolic.budget import TermLimitError
 from .symbolic.derive import Derivation, derive
 from .symbolic.spec import ConvSpec
 from .train import add_train_flags
+from .tuning.autotune import TuningError
 from .tuning.benchmark import add_kernel_flags
 
-__all__ = ["main", "parse_pair", "spec_from_args"]
-
-
-class UsageError(Exception):
-    """A command-line mistake: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+__all__ = ["main", "parse_pair", "spec_from_args", "UsageError"]
 
 
 def parse_pair(text: str) -> tuple[int, int]:
@@ -42,9 +38,9 @@ def parse_pair(text: str) -> tuple[int, int]:
     ((6, 4), (2, 2))
     """
     parts = text.lower().split("x")
-    if len(parts) not in (1, 2) or not all(p.strip().lstrip("-").isdigit() for p in parts):
+    if len(parts) not in (1, 2):
         raise argparse.ArgumentTypeError(f"expected N or HxW with integers, got {text!r}")
-    values = [int(p) for p in parts]
+    values = [integer(p) for p in parts]  # ASCII digits within 64 bits, or one line naming the flag
     return (values[0], values[-1])
 
 
@@ -62,9 +58,9 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--stride", type=parse_pair, metavar="S|SHxSW", help="stride (default 1)")
     g.add_argument("--padding", type=parse_pair, metavar="P|PHxPW", help="zero padding (default 0)")
     g.add_argument("--dilation", type=parse_pair, metavar="D|DHxDW", help="dilation (default 1)")
-    g.add_argument("--channels", type=int, metavar="C", help="input channels (default 1)")
-    g.add_argument("--filters", type=int, metavar="K", help="output channels (default 1)")
-    g.add_argument("--batch", type=int, metavar="N", help="images per batch (default 1)")
+    g.add_argument("--channels", type=positive, metavar="C", help="input channels (default 1)")
+    g.add_argument("--filters", type=positive, metavar="K", help="output channels (default 1)")
+    g.add_argument("--batch", type=positive, metavar="N", help="images per batch (default 1)")
     g.add_argument("--convolution", action="store_true", help="true convolution (kernel rotated 180 degrees)")
     g.add_argument("--zero-based", action="store_true", help="name entries from 0 (X_00) instead of 1 (X_11)")
 
@@ -252,23 +248,17 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def add_max_terms(parser: argparse.ArgumentParser) -> None:
     """``--max-terms``: the most terms a derivation may create (default ``DEFAULT_MAX_TERMS``)."""
     from .symbolic.budget import DEFAULT_MAX_TERMS
 
-    parser.add_argument("--max-terms", type=_positive, default=None, metavar="N",
+    parser.add_argument("--max-terms", type=positive, default=None, metavar="N",
                         help=f"refuse layers whose sums hold more terms (default {DEFAULT_MAX_TERMS:,})")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="symconv", description="Derive, prove, print and generate convolution backpropagation.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog="symconv", description="Derive, prove, print and generate convolution backpropagation.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(name: str, run: Command, help: str, spec_flags: bool = True) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
@@ -282,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", _cmd_demo, "the textbook walk-through: derive, then prove (default 3x3 input, 2x2 kernel)"),
     ):
         sub = command(name, run, help)
-        sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
+        sub.add_argument("--max-entries", type=positive, default=16, help="lines per list before eliding (default 16)")
         add_max_terms(sub)
     prove_cmd = command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
     add_max_terms(prove_cmd)
@@ -298,14 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     tex = command("latex", _cmd_latex, "print the derivation as LaTeX equations, or write a standalone .tex document")
     tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")
     tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
+    tex.add_argument("--max-entries", type=positive, default=16, help="equations per list before eliding (default 16)")
     tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
     add_max_terms(tex)
     tex.add_argument("--figures", action="store_true", help="with --document: a TikZ picture of each pass")
     fig = command("figure", _cmd_figure, "draw a pass (grids, padding, dilation zeros, the taps one output reads)")
     fig.add_argument("--pass", dest="pass_name", choices=("forward", "grad_weight", "grad_input"), default="forward",
                      help="default forward")
-    fig.add_argument("--frame", type=int, default=1, metavar="N", help="the output position drawn, 1 = first")
+    fig.add_argument("--frame", type=positive, default=1, metavar="N", help="the output position drawn, 1 = first")
     fig.add_argument("--animate", action="store_true", help="every output position: one GIF frame or PDF page each")
     fig.add_argument("-o", "--output", required=True, metavar="FILE", help=".png, .svg, .pdf or .gif (animated)")
     tex.add_argument("--all-sizes", action="store_true",
@@ -328,29 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
                           help="of the compiled kernels (default float32)")
     imported.add_argument("--no-prove", action="store_true",
                           help="skip the proof (SymPy on every entry: minutes beyond a few hundred inputs)")
-    imported.add_argument("--seed", type=int, default=0, help="of the random input and the proof (default 0)")
+    imported.add_argument("--seed", type=natural, default=0, help="of the random input and the proof (default 0)")
     add_export_flags(command("export", _cmd_export, "write a standalone C99 library of a network: inference, "
                              "backward, SGD, Makefile, CMakeLists.txt, host test", spec_flags=False))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``symconv <command> ...`` -> the exit status: 0 done, 1 a proof or kernel check failed, 2 an error (one
+    line on stderr), 130 Ctrl-C. The console script starts in ``symconv.__main__``, which catches Ctrl-C before
+    this module loads."""
     # Only a terminal gets a bar: a pipe or a file receives the results alone.
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-    try:
+    bar = ProgressBar(sys.stderr) if sys.stderr is not None and sys.stderr.isatty() else None
+
+    def run() -> int:
         args = build_parser().parse_args(argv)
         args.progress = bar
         return int(args.run(args))
-    except (UsageError, TermLimitError) as error:
-        clear(bar)
-        print(f"symconv: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        clear(bar)
-        print("symconv: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        clear(bar)
+
+    return run_command(run, expected=(UnsafeCacheError, CompilerError, TuningError), cleanup=lambda: clear(bar))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from .codegen.lowering import FAMILIES, STRATEGIES, choose_strategy, lower
 from .codegen.plan import check_dtype
 from .codegen.render import LAYER_TEMPLATE_VERSION, TEMPLATE_VERSION, generation_key, render, render_layers
 from .runtime.checked_call import checked_call_module
-from .runtime.kernels import ConvKernels, default_threads
+from .runtime.kernels import ConvKernels, check_threads, default_threads
 from .runtime.layer_kernels import KERNEL_CLASSES, LayerKernels
 from .runtime.network import CompiledNetwork, Stage, own_params
 from .symbolic.layers import Conv2d, ReLU
@@ -99,14 +99,21 @@ def _recipe_key(spec: ConvSpec, dtype: str, strategy: str, cflags: tuple[str, ..
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 
 
+def check_cflags(cflags: Optional[Sequence[str]]) -> tuple[str, ...]:
+    """Compiler flags (None: ``DEFAULT_CFLAGS``) -> a tuple of strings; a lone string is refused, not split
+    into letters."""
+    if cflags is None:
+        return DEFAULT_CFLAGS
+    if isinstance(cflags, (str, bytes)) or not all(isinstance(flag, str) for flag in cflags):
+        raise TypeError(f"cflags must be a sequence of strings, such as ('-O3', '-Wall'), got {cflags!r}")
+    return tuple(cflags)
+
+
 def build_options(cflags: Optional[Sequence[str]], arch: str,
                   threads: Optional[int]) -> tuple[tuple[str, ...], tuple[str, ...], int]:
     """The compiler flags, link flags and thread count that ``compile_conv`` takes from its arguments."""
-    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
-    count = default_threads() if threads is None else int(threads)
-    if count < 1:
-        raise ValueError(f"threads must be >= 1, got {threads!r}")
-    return flags, ldflags, count
+    flags, ldflags = target_flags(check_cflags(cflags), arch)
+    return flags, ldflags, default_threads() if threads is None else check_threads(threads)
 
 
 def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str | Mapping[str, str]] = None, *,
@@ -143,7 +150,7 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str 
     ...
     ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     if isinstance(strategy, Mapping):  # a strategy per pass: forward's kernels borrow the others' passes
         per_pass = _per_pass(strategy)
         options = dict(cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir)
@@ -199,12 +206,12 @@ def compile_layers(ops: Sequence[LayerOp], dtype: str = "float32", *, cflags: Op
     ...
     ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     plans = [lower_layer(op, dtype) for op in ops]                               # ops -> kernel plans
     if not plans:
         return []
     sources = render_layers(plans)                                              # -> C text (Jinja)
-    flags, ldflags = target_flags(DEFAULT_CFLAGS if cflags is None else tuple(cflags), arch)
+    flags, ldflags = target_flags(check_cflags(cflags), arch)
     job = BuildJob(sources.c, sources.cdef, flags, f"symconv {__version__}; layer templates {LAYER_TEMPLATE_VERSION}",
                    ldflags)
     cache_path = cache_root(cache_dir)
@@ -231,7 +238,7 @@ def compile_network(network: Network, dtype: str = "float32", *, params: Optiona
     ...
     ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     owned = own_params(network, network.init_params(seed) if params is None else params, np.dtype(dtype))
     body, shapes = network.body, network.shapes
     lowered = [layer_op(layer, shapes[i]) for i, layer in enumerate(body)]      # layers -> specs and ops

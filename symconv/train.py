@@ -9,13 +9,17 @@ scikit-learn is an optional extra (``pip install 'symconv[examples]'``); without
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
+from numbers import Integral, Real
 from typing import Callable, Optional, Sequence, TextIO
 
 import numpy as np
 
+from .codegen.plan import check_dtype
+from .console import Parser, natural, positive, positive_float, run_command
 from .symbolic.layers import Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from .symbolic.losses import CrossEntropyLoss
 from .symbolic.network import Network
@@ -48,8 +52,26 @@ class TrainConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch < 1 or self.threads < 1 or not self.lr > 0 or not 0 < self.test_fraction < 1:
-            raise ValueError(f"need epochs >= 1, batch >= 1, lr > 0 and 0 < test_fraction < 1, got {self}")
+        # One message per field, naming it as the flag of ``symconv train`` does.
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        for name in ("epochs", "batch", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, Integral) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("lr", "test_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+        with np.errstate(over="ignore"):  # nan > 0 is False, but inf > 0 is True; 1e40 is inf in float32
+            finite = math.isfinite(self.lr) and bool(np.isfinite(np.dtype(self.dtype).type(self.lr)))
+        if not (finite and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0 (in {self.dtype}), got {self.lr!r}")
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction!r}")
 
 
 @dataclass(frozen=True)
@@ -170,12 +192,12 @@ def train(config: TrainConfig = TrainConfig(), progress: Optional[Progress] = No
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of ``symconv train``; defaults are ``TrainConfig``'s."""
     defaults = TrainConfig()
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"passes over the data (default {defaults.epochs})")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help=f"samples per SGD step (default {defaults.batch})")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the split, init and shuffles (default 0)")
+    parser.add_argument("--epochs", type=positive, default=defaults.epochs, help=f"passes over the data (default {defaults.epochs})")
+    parser.add_argument("--batch", type=positive, default=defaults.batch, help=f"samples per SGD step (default {defaults.batch})")
+    parser.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
+    parser.add_argument("--seed", type=natural, default=defaults.seed, help="seed of the split, init and shuffles (default 0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default=defaults.dtype, help="default float32")
-    parser.add_argument("--threads", type=int, default=defaults.threads, help="threads per convolution (default 1)")
+    parser.add_argument("--threads", type=positive, default=defaults.threads, help="threads per convolution (default 1)")
 
 
 def run_from_args(args: argparse.Namespace, stream: Optional[TextIO] = None) -> int:
@@ -196,13 +218,9 @@ def run_from_args(args: argparse.Namespace, stream: Optional[TextIO] = None) -> 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m symconv.train``: the same as ``symconv train``."""
-    parser = argparse.ArgumentParser(prog="symconv train", description="train a CNN on 8x8 digits in generated C")
+    parser = Parser(prog="symconv train", description="train a CNN on 8x8 digits in generated C")
     add_train_flags(parser)
-    try:
-        return run_from_args(parser.parse_args(argv))
-    except (MissingExtra, ValueError) as error:
-        print(f"symconv train: error: {error}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run_from_args(parser.parse_args(argv)), program="symconv train")
 
 
 if __name__ == "__main__":

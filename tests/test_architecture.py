@@ -19,6 +19,7 @@ PACKAGE = Path(symconv.__file__).resolve().parent
 RANKS = {
     "version": 0,
     "templating": 1,
+    "console": 1,  # the command line's flag types and error reports: standard library only, for every flag's module
     "symbolic": 2,
     "proofs": 3,
     "printing": 4, "codegen": 4,
@@ -29,6 +30,7 @@ RANKS = {
     "demo": 9, "train": 9, "catalogue": 9, "export": 9, "progress": 9, "all_sizes": 9,
     "cli": 10, "__init__": 10,
     "torch": 11, "onnx": 11,  # the optional bridges: on top of the public API, never imported by the core
+    "__main__": 12,  # the console script: catches Ctrl-C, then loads the command line
 }
 
 # Imports inside a function may reach up only for a convenience that hands a value to a higher stage, as

@@ -53,7 +53,16 @@ def test_a_missing_scikit_learn_is_a_clear_error(monkeypatch: pytest.MonkeyPatch
 
 
 def test_bad_hyperparameters_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(ValueError, match="lr > 0"):
-        TrainConfig(lr=0)
-    assert cli_main(["train", "--batch", "0"]) == 2
-    assert "batch >= 1" in capsys.readouterr().err
+    for lr in (0, -1.0, float("nan"), float("inf")):  # each message names the field, as the flag does
+        with pytest.raises(ValueError, match="^lr must be a finite number > 0"):
+            TrainConfig(lr=lr)
+    for name, value in (("epochs", 0), ("batch", -1), ("threads", 0), ("seed", -1), ("test_fraction", 1.0)):
+        with pytest.raises(ValueError, match=f"^{name} "):
+            TrainConfig(**{name: value})
+    for name, value in (("threads", True), ("batch", "2"), ("epochs", 2.7), ("lr", "0.1")):
+        with pytest.raises(TypeError, match=f"^{name} "):
+            TrainConfig(**{name: value})
+    for flag, value in (("--batch", "0"), ("--lr", "nan"), ("--lr", "inf"), ("--epochs", "-3"), ("--threads", "0")):
+        assert cli_main(["train", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"argument {flag}:" in err

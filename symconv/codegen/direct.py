@@ -25,7 +25,7 @@ from math import gcd
 
 from ..symbolic.spec import ConvSpec
 
-__all__ = ["DirectGeometry", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases",
+__all__ = ["DirectGeometry", "bounded_stride", "direct_passes", "forward_geometry", "grad_input_geometry", "grad_input_phases",
            "live_outputs", "nhwc_run", "grad_weight_nhwc", "grad_input_nhwc"]
 
 
@@ -170,10 +170,12 @@ def grad_input_phases(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
     if spec.stride == (1, 1):
         return (grad_input_geometry(spec),)
     phases = []
-    for ph in range(spec.stride[0]):
+    # Phase p holds the input rows p, p + s, ...: one at or past the image's last row holds none, so the loops
+    # stop there and a stride far beyond the image (2**100) costs no more than the image itself.
+    for ph in range(min(spec.stride[0], spec.input_size[0])):
         rows = _axis_phase(spec.input_size[0], spec.kernel_size[0], spec.stride[0], spec.padding[0],
                            spec.dilation[0], ph)
-        for pw in range(spec.stride[1]):
+        for pw in range(min(spec.stride[1], spec.input_size[1])):
             cols = _axis_phase(spec.input_size[1], spec.kernel_size[1], spec.stride[1], spec.padding[1],
                                spec.dilation[1], pw)
             if rows[0] == 0 or rows[1] == 0 or cols[0] == 0 or cols[1] == 0:
@@ -195,7 +197,21 @@ def direct_passes(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
     >>> [g.name for g in direct_passes(ConvSpec((8, 8), (3, 3)))], len(direct_passes(ConvSpec((8, 8), (3, 3), 2)))
     (['forward', 'grad_input'], 5)
     """
+    spec = bounded_stride(spec)
     return (forward_geometry(spec), *grad_input_phases(spec))
+
+
+def bounded_stride(spec: ConvSpec) -> ConvSpec:
+    """The same layer with each stride at most the span its kernel slides over (padded input - kernel + 1): past
+    it an axis has one output, which reads the same taps whatever the stride, so that the phase planes (stride
+    x stride per channel) stay as large as the image, not as the stride (2**30 would need 2**60 planes).
+
+    >>> bounded_stride(ConvSpec((6, 6), (3, 3), stride=(2, 2**30))).stride
+    (2, 4)
+    """
+    span = [spec.input_size[a] + 2 * spec.padding[a] - spec.effective_kernel[a] + 1 for a in (0, 1)]
+    bounded = (min(spec.stride[0], span[0]), min(spec.stride[1], span[1]))
+    return spec if bounded == spec.stride else spec.with_stride(bounded)
 
 
 def nhwc_run(spec: ConvSpec) -> int:

@@ -287,7 +287,7 @@ def lower_layer(op: LayerOp, dtype: str) -> LayerPlan:
     >>> [k.name for k in lower_layer(ReLUOp((2, 3)), "float32").kernels]
     ['relu_2x3_f32_forward', 'relu_2x3_f32_backward']
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     prefix = f"{op.kind}_{op.tag()}_f{dtype.removeprefix('float')}"
     kernels = tuple(Kernel(family, f"{prefix}_{family}", args) for family, args in op.signatures(dtype).items())
     return LayerPlan(op, dtype, prefix, kernels, tuple(op.constants().items()))

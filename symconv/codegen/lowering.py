@@ -24,7 +24,7 @@ from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_
 from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, check_dtype
 
 __all__ = [
-    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "TapRanges", "KernelPlan",
+    "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "UNROLL_MAX", "TapRanges", "KernelPlan",
     "multiply_adds", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
 ]
 
@@ -38,6 +38,11 @@ FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
 UNROLL_LIMIT: Final = 1024
 """Largest number of multiply-adds per pass that ``unrolled`` takes by default: there derive + cse + gcc
 stay under about a second, and straight-line code beats loops whose trip counts are tiny."""
+
+UNROLL_MAX: Final = 16_384
+"""Most multiply-adds per pass that ``strategy="unrolled"`` accepts even when asked for: straight-line code
+grows with them and gcc's time faster (on the 2-core development machine, loaded: 900 took 12 s to derive,
+render and compile, 4,356 took 90 s), so past this a build would take many minutes and GBs."""
 
 _INT_MAX: Final = 2**31 - 1  # the generated loops index with C int
 
@@ -106,6 +111,10 @@ def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
         return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
+    if strategy == "unrolled" and multiply_adds(spec) > UNROLL_MAX:
+        raise ValueError(f"strategy 'unrolled' is refused for {spec.describe()}: {multiply_adds(spec):,} "
+                         f"multiply-adds per pass, over UNROLL_MAX = {UNROLL_MAX:,} (straight-line code that large "
+                         f"takes many minutes and GBs to compile); use 'direct', 'gemm' or 'loops'")
     return strategy  # type: ignore[return-value]
 
 
@@ -119,7 +128,7 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     >>> kernel_prefix(ConvSpec((7, 7), (3, 3), padding=2, dilation=2, in_channels=3), "float32")
     'conv_7x7_k3x3_p2_d2_n1c3k1_f32'
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
     for letter, value, default in (("s", spec.stride, 1), ("p", spec.padding, 0), ("d", spec.dilation, 1)):
         if value != (default, default):
@@ -216,6 +225,9 @@ def _unrolled_bodies(spec: ConvSpec, dtype: str) -> tuple[dict[str, StraightLine
 
 
 def _check_size(spec: ConvSpec) -> None:
+    for name in ("input_size", "kernel_size", "stride", "padding", "dilation"):
+        if max(getattr(spec, name)) > _INT_MAX:  # each is a C int constant of the kernels
+            raise ValueError(f"{name} {getattr(spec, name)} is beyond the C kernels' int (at most {_INT_MAX:,})")
     for name in ("input_shape", "weight_shape", "output_shape"):
         n = 1
         for extent in getattr(spec, name):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Mapping, Optional
 
+import numpy as np
 import sympy as sp
 
 __all__ = [
@@ -30,16 +31,21 @@ ARG_CTYPES: Final[Mapping[str, str]] = {**CTYPES, INDEX_DTYPE: "int64_t"}
 
 
 def check_dtype(dtype: object) -> str:
-    """A layer's dtype name, or ValueError naming the ones there are.
+    """A layer's dtype (a name, a ``np.dtype`` or a NumPy scalar type) -> its name, or ValueError naming the ones
+    there are (TypeError for what is no dtype at all).
 
     >>> check_dtype("float16")
     Traceback (most recent call last):
     ...
     ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
     """
+    if isinstance(dtype, np.dtype) or isinstance(dtype, type) and issubclass(dtype, np.generic):
+        dtype = np.dtype(dtype).name  # np.dtype("float32") and np.float32 name the same layers as "float32"
+    elif not isinstance(dtype, str):
+        raise TypeError(f"dtype must be a str or a NumPy dtype, got {dtype!r} ({type(dtype).__name__})")
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be one of {list(FLOAT_DTYPES)}, got {dtype!r}")
-    return str(dtype)
+    return dtype
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Mapping, Optional, TextIO
 
 import numpy as np
 
+from ..console import natural, positive, positive_float
 from ..symbolic.network import Network
 from .write import export_network
 
@@ -25,17 +26,17 @@ def add_export_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", metavar="MODEL.onnx", help="the network and its weights from ONNX (default: the "
                         "digits CNN of symconv train)")
     parser.add_argument("--input-shape", metavar="N,C,H,W", help="with --onnx: pins the model's symbolic dimensions")
-    parser.add_argument("--batch", type=int, default=32, help="the digits CNN's batch (default 32)")
+    parser.add_argument("--batch", type=positive, default=32, help="the digits CNN's batch (default 32)")
     parser.add_argument("--params", metavar="FILE.npz", help='parameters keyed as PyTorch\'s ("0.weight", ...)')
     parser.add_argument("--weights", choices=("params", "none"), default="params",
                         help="none: no const weights, train from <name>_init_params (default params)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
     parser.add_argument("--strategy", choices=("loops", "unrolled"),
                         help="of the convolutions (default: unrolled for small layers, else loops)")
-    parser.add_argument("--test-steps", type=int, default=3, metavar="K",
+    parser.add_argument("--test-steps", type=natural, default=3, metavar="K",
                         help="SGD steps of the host test (default 3; 0: no host test)")
-    parser.add_argument("--lr", type=float, default=0.1, help="learning rate of the host test (default 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="of the initial parameters and test data (default 0)")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="learning rate of the host test (default 0.1)")
+    parser.add_argument("--seed", type=natural, default=0, help="of the initial parameters and test data (default 0)")
     parser.add_argument("--prove", action="store_true", help="prove every layer on its shape first")
 
 

@@ -172,7 +172,7 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
     ...
     ValueError: the export's convolutions must be portable C: strategy 'loops', 'unrolled' or None, got 'direct'
     """
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     if strategy is not None and strategy not in PORTABLE_STRATEGIES:
         raise ValueError(f"the export's convolutions must be portable C: strategy 'loops', 'unrolled' or None, "
                          f"got {strategy!r}")

@@ -63,6 +63,8 @@ def read_model(source: Source) -> onnx.ModelProto:
         model, name = source, "the model"
     else:
         name = os.fspath(source)
+        if os.path.exists(name) and not os.path.isfile(name):  # onnx.load reads all: /dev/zero would never end
+            raise ValueError(f"cannot read {name}: not a regular file (a directory, a device or a FIFO)")
         try:
             model = onnx.load(name)
         except OSError as error:

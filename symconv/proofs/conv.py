@@ -267,6 +267,20 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
     return ProofReport(spec, tuple(proofs))
 
 
+def _check_entries(name: str, candidate: object) -> None:
+    """TypeError naming the first entry that is neither a SymPy expression nor a number (a string would be
+    parsed by ``sympify``, an arbitrary object sent into infinite recursion)."""
+    if isinstance(candidate, (sp.NDimArray, sp.MatrixBase)):
+        return  # SymPy's own containers hold SymPy objects only
+    items = candidate.ravel().tolist() if isinstance(candidate, np.ndarray) else candidate
+    if isinstance(items, (list, tuple)):
+        for item in items:
+            _check_entries(name, item)
+    elif isinstance(items, (bool, np.bool_)) or not isinstance(items, (sp.Basic, int, float, np.number)):
+        raise TypeError(f"candidate for {name} must hold SymPy expressions or numbers, got {items!r} "
+                        f"({type(items).__name__})")
+
+
 def check(spec_or_derivation: Union[ConvSpec, Derivation], name: Checkable, candidate: object) -> Proof:
     """Prove or refute a closed form of one's own for ``output``, ``grad_input``, ``grad_weight`` or ``grad_bias``.
 
@@ -284,6 +298,7 @@ def check(spec_or_derivation: Union[ConvSpec, Derivation], name: Checkable, cand
     if name not in ("output", "grad_input", "grad_weight", "grad_bias"):
         raise ValueError(f"name must be one of output, grad_input, grad_weight, grad_bias, got {name!r}")
     derived = to_numpy(getattr(d, name))
+    _check_entries(name, candidate)
     claimed = to_numpy(sp.Array(candidate))
     if claimed.shape != derived.shape and claimed.size == derived.size and d.spec.is_single:
         claimed = claimed.reshape(derived.shape)

@@ -21,7 +21,25 @@ from ..symbolic.spec import ConvSpec
 from .checked_call import checked_call
 from .operands import KernelCall
 
-__all__ = ["ConvKernels", "default_threads"]
+__all__ = ["ConvKernels", "default_threads", "check_threads", "MAX_THREADS"]
+
+MAX_THREADS = 1024
+"""Most OpenMP threads a call may ask for: more cores than any CPU these kernels target, so a larger count is a
+mistake (it would only start idle threads); below 1, libgomp aborts the whole process."""
+
+
+def check_threads(threads: object) -> int:
+    """A thread count (a Python or NumPy integer, not a bool) -> int from 1 to ``MAX_THREADS``; else TypeError
+    or ValueError naming it.
+
+    >>> check_threads(2), check_threads(np.int64(3))
+    (2, 3)
+    """
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(f"threads must be an integer, got {threads!r} ({type(threads).__name__})")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be from 1 to {MAX_THREADS}, got {threads}")
+    return int(threads)
 
 
 def default_threads() -> int:
@@ -110,6 +128,7 @@ class ConvKernels:
     _calls: dict[str, KernelCall] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "threads", check_threads(self.threads))  # every way in: replace() too
         lib = self.module.lib
         plan_kernels = {k.family: k for k in kernels_of(self.spec, self.dtype.name, self.fuse_relu)}
         threads = self.threads if self.strategy in VECTOR_STRATEGIES else None
@@ -171,9 +190,7 @@ class ConvKernels:
     def with_threads(self, threads: int) -> "ConvKernels":
         """The same kernels (same loaded modules, borrowed passes included) run on at most ``threads``
         threads per call."""
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-        return replace(self, threads=threads)
+        return replace(self, threads=check_threads(threads))
 
     @property
     def library(self) -> str:

@@ -139,7 +139,14 @@ class CompiledNetwork:
         return NetworkGradients(loss, grad if input_gradient else None, {k: grads[k] for k in self.params})
 
     def step(self, x: np.ndarray, target: Any, lr: float) -> float:
-        """One SGD step, p -= lr * dE/dp for every parameter (in place); returns the loss before the step."""
+        """One SGD step, p -= lr * dE/dp for every parameter (in place); returns the loss before the step.
+        ``lr`` must be a finite real number (nan or inf would ruin every parameter at once)."""
+        if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+            raise TypeError(f"lr must be a number, got {lr!r} ({type(lr).__name__})")
+        with np.errstate(over="ignore"):  # 1e300 is finite, but not as a float32
+            finite = bool(np.isfinite(lr) and np.isfinite(self.dtype.type(lr)))
+        if not finite:
+            raise ValueError(f"lr must be finite in {self.dtype}, got {lr!r}")
         gradients = self.backward(x, target, input_gradient=False)
         for key, g in gradients.params.items():
             p = self.params[key]

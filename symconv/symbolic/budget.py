@@ -1,11 +1,13 @@
 """Budget: a ``ConvSpec`` -> the number of terms (and bytes) its derivation would create, checked against a limit.
 
-The count is exact and costs O(kernel size): per axis, how many (output, tap) pairs fall inside the input,
-so a request that is too large is refused before a single symbol exists.
+The count is exact and costs O(min(kernel size, output size)) per axis: how many (output, tap) pairs fall inside
+the input, counted along the shorter of the two, so a request that is too large is refused before a single
+symbol exists, whatever its sizes (a 2**62 kernel on a 2**62 input is counted at once).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -43,7 +45,16 @@ class TermLimitError(ValueError):
 
 
 def _taps_inside(size: int, out: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Σ over taps r of #{o < out : 0 <= o·s + r·d - p < size}, each count by integer arithmetic."""
+    """Σ over taps r of #{o < out : 0 <= o·s + r·d - p < size}, each count by integer arithmetic (summed over
+    the outputs instead when there are fewer outputs than taps)."""
+    if out < kernel:
+        total = 0
+        for o in range(out):
+            start = o * stride - padding  # tap r reads start + r·d: 0 <= start + r·d < size
+            first = max(0, -(start // dilation))
+            last = min(kernel - 1, (size - 1 - start) // dilation)
+            total += max(0, last - first + 1)
+        return total
     count = 0
     for r in range(kernel):
         offset = r * dilation - padding  # the same set of offsets for flipped kernels, walked backwards
@@ -72,14 +83,33 @@ def estimate(spec: ConvSpec) -> Estimate:
 def check_budget(spec: ConvSpec, max_terms: Optional[int], what: str, keyword: str = "max_terms") -> Estimate:
     """Refuse, in one line naming the estimate, the limit and how to raise it, a request over ``max_terms``."""
     limit = DEFAULT_MAX_TERMS if max_terms is None else max_terms
-    found = estimate(spec)
-    if found.terms > limit:
-        raise TermLimitError(
-            f"{what} of {spec.describe()} would create {found.terms:,} terms (about {_size(found.bytes)}), "
-            f"over the limit of {limit:,}; raise it with --max-terms or {keyword}=, "
-            f"or prove every size without expanding anything with `symconv prove --all-sizes`"
-        )
+    memory = physical_memory()
+    cap = limit if memory is None else min(limit, memory // BYTES_PER_TERM)
+    # The exact count loops over min(kernel, output) per axis. Past a million (a 2**62 kernel on a 2**63 input)
+    # the 2 terms per output of O and dE/db alone decide: too many already is refused uncounted, and a count
+    # under the limit has at most that many outputs per axis to loop over.
+    n, k, oh, ow = spec.output_shape
+    least = 2 * n * k * oh * ow
+    quick = all(min(spec.kernel_size[a], spec.output_size[a]) <= 10**6 for a in (0, 1))
+    found = estimate(spec) if quick or least <= cap else None
+    terms = least if found is None else found.terms
+    would = f"{what} of {spec.describe()} would create {'at least ' * (found is None)}{terms:,} terms " \
+            f"(about {_size(terms * BYTES_PER_TERM)})"
+    advice = "prove every size without expanding anything with `symconv prove --all-sizes`"
+    if terms > limit:
+        raise TermLimitError(f"{would}, over the limit of {limit:,}; raise it with --max-terms or {keyword}=, "
+                             f"or {advice}")
+    if found is None or memory is not None and found.bytes > memory:  # whatever the limit: it could only thrash
+        raise TermLimitError(f"{would}, more than the {_size(memory or 0)} of memory of this machine; {advice}")
     return found
+
+
+def physical_memory() -> Optional[int]:
+    """Bytes of RAM of this machine, or None where the system does not say (``sysconf`` is POSIX)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _size(count: int) -> str:

@@ -79,6 +79,8 @@ class Derivation:
         return terms + (self.bias[out_index[1]],)
 
     def tensor(self, wrt: Wrt) -> sp.Array:
+        if wrt not in ("input", "weight", "bias"):
+            raise ValueError(f"wrt must be 'input', 'weight' or 'bias', got {wrt!r}")
         return {"input": self.input, "weight": self.weight, "bias": self.bias}[wrt]
 
     def gradient(self, wrt: Wrt) -> sp.Array:
@@ -93,7 +95,7 @@ class Derivation:
         >>> [t.local for t in d.chain_rule("input", (0, 0, 0, 0))]
         [F_{11}, 0, 0, 0]
         """
-        theta = self.tensor(wrt)[index]
+        theta = self.tensor(wrt)[_checked_index(wrt, index, self.tensor(wrt).shape)]
         return tuple(
             ChainTerm(p, self.grad_output[p], sp.diff(self.output[p], theta)) for p in positions(self.spec.output_shape)
         )
@@ -111,6 +113,16 @@ class Derivation:
     def _repr_latex_(self) -> str:
         from ..printing.latex import latex  # lazily: latex imports this module
         return f"$\\displaystyle {latex(self)}$"
+
+
+def _checked_index(wrt: str, index: object, shape: tuple[int, ...]) -> Index:
+    """An entry's index, one integer (NumPy's too) per axis inside ``shape``: no negative index wraps around."""
+    if not isinstance(index, tuple) or len(index) != len(shape) or not all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) for i in index):
+        raise TypeError(f"index of {wrt} must be a tuple of {len(shape)} integers, got {index!r}")
+    if not all(0 <= i < n for i, n in zip(index, shape)):
+        raise IndexError(f"index {index} is outside {wrt}, of shape {shape}")
+    return tuple(int(i) for i in index)
 
 
 @dataclass(frozen=True)
@@ -154,6 +166,10 @@ def derive(spec: ConvSpec, index_base: int = 1, *, max_terms: Optional[int] = No
     >>> d.grad_weight[0, 0, 0, 1]
     X_{12}*dE/dO_{11} + X_{13}*dE/dO_{12} + X_{22}*dE/dO_{21} + X_{23}*dE/dO_{22}
     """
+    if not isinstance(spec, ConvSpec):
+        raise TypeError(f"derive takes a ConvSpec, got {spec!r}; e.g. derive(ConvSpec((3, 3), (2, 2)))")
+    if index_base not in (0, 1) or isinstance(index_base, bool):
+        raise ValueError(f"index_base must be 0 or 1, got {index_base!r}")
     check_budget(spec, max_terms, "derive")
     tensors = spec_symbols(spec, index_base)
     X, F, b, G = (to_numpy(tensors[name]) for name in ("input", "weight", "bias", "grad_output"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from numbers import Integral
 from typing import Union
 
 Pair = tuple[int, int]
@@ -20,18 +21,19 @@ def as_pair(field: str, value: object) -> Pair:
     else:
         items = (value, value)
     for item in items:
-        # bool is an int subclass, but True as a stride is almost certainly a mistake.
-        if isinstance(item, bool) or not isinstance(item, int):
+        # bool is an int subclass, but True as a stride is almost certainly a mistake; NumPy's integers are
+        # Integral (a size read off an array's shape), its floats and strings are not.
+        if isinstance(item, bool) or not isinstance(item, Integral):
             raise ValueError(f"{field} must hold integers, got {value!r}")
     return (int(items[0]), int(items[1]))
 
 
 def _as_count(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, Integral):
         raise ValueError(f"{field} must be an integer, got {value!r}")
     if value < 1:
         raise ValueError(f"{field} must be >= 1, got {value}")
-    return value
+    return int(value)
 
 
 @dataclass(frozen=True, init=False)

@@ -224,7 +224,7 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     """
     if not isinstance(spec, ConvSpec):
         raise TypeError(f"spec must be a ConvSpec, got {type(spec).__name__}")
-    check_dtype(dtype)
+    dtype = check_dtype(dtype)
     chosen = _candidates(spec, candidates)
     flags, ldflags, count = pipeline.build_options(cflags, arch, threads)
     cache = check_root(cache_root(cache_dir))

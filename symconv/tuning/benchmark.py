@@ -13,6 +13,7 @@ import numpy as np
 
 from ..codegen.lowering import kernel_prefix, multiply_adds
 from ..codegen.plan import CTYPES
+from ..console import positive
 from ..proofs.conv import prove
 from ..symbolic.budget import estimate
 from ..symbolic.derive import derive
@@ -277,11 +278,19 @@ def call_overhead(dtype: str = "float32", number: int = 20000, repeats: int = 7)
     return {name: min(timeit.repeat(call, number=number, repeat=repeats)) / number for name, call in calls.items()}
 
 
+def thread_counts(text: str) -> tuple[int, ...]:
+    """``--threads 1,2`` -> (1, 2): positive integers, one at least."""
+    counts = tuple(positive(t) for t in text.split(",") if t.strip())
+    if not counts:
+        raise ValueError(f"expected thread counts separated by commas, got {text!r}")
+    return counts
+
+
 def add_kernel_flags(parser: Any) -> None:
     """The options of the kernel benchmark, shared by ``symconv bench`` and ``benchmarks/kernels.py``."""
     parser.add_argument("--float64", action="store_true", help="double precision (default float32)")
-    parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
-    parser.add_argument("--repeats", type=int, default=7, help="samples per median (default 7)")
+    parser.add_argument("--threads", type=thread_counts, default=(1, 2), help="comma-separated thread counts (default 1,2)")
+    parser.add_argument("--repeats", type=positive, default=7, help="samples per median (default 7)")
     parser.add_argument("--only", default="", help="comma-separated parts of layer names to run")
     parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy reference column")
 
@@ -291,7 +300,7 @@ def run_kernel_benchmark(args: Any) -> str:
     quick = getattr(args, "quick", False)
     rows = kernel_rows(
         "float64" if args.float64 else "float32",
-        threads=[int(t) for t in args.threads.split(",") if t],
+        threads=args.threads,
         repeats=3 if quick else args.repeats,
         names=[n for n in args.only.split(",") if n] or None,
         numpy=not args.no_numpy,

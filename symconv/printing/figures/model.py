@@ -168,6 +168,12 @@ def picture(spec: ConvSpec, pass_name: str, index_base: int = 1) -> PassPicture:
         raise TypeError(f"spec must be a ConvSpec, got {type(spec).__name__}")
     if pass_name not in PASSES:
         raise ValueError(f"pass must be one of {', '.join(PASSES)}; got {pass_name!r}")
+    # Every pass draws a map at least as large as the input and as the dilated kernel: refuse before a single
+    # symbol is made (a 10**9 input would otherwise build for ever); stride and padding are bounded by these.
+    if max(spec.input_size + spec.effective_kernel) > MAX_SIDE:
+        raise ValueError(f"spec has a {spec.input_size[0]}x{spec.input_size[1]} input and a "
+                         f"{spec.effective_kernel[0]}x{spec.effective_kernel[1]} dilated kernel; figures draw maps up "
+                         f"to {MAX_SIDE}x{MAX_SIDE}")
     # ConvSpec stores pairs; as_pair says so to the type checker.
     strides, paddings, dilations = (as_pair(name, getattr(spec, name)) for name in ("stride", "padding", "dilation"))
     single = replace(spec, in_channels=1, out_channels=1, batch=1)
