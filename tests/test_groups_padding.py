@@ -146,3 +146,59 @@ def test_a_channel_sum_over_every_filter_is_refuted():
     for c in range(2):
         dense[0, c] = sum(forms.correlate(forms.pad(G[0, k], (1, 1), (1, 1)), forms.rot180(F[k, 0])) for k in range(2))
     assert not check(d, "grad_input", dense.tolist()).holds
+
+
+KERNEL_SPECS = [
+    ConvSpec((7, 6), (3, 2), stride=(2, 1), padding=((0, 2), (1, 0)), dilation=(1, 2), in_channels=6, out_channels=4,
+             groups=2, batch=2),
+    ConvSpec((5, 5), (2, 2), padding="same", in_channels=3, out_channels=6, groups=3, bias=False),
+    ConvSpec((6, 5), (3, 3), stride=2, padding=((1, 0), (2, 1)), in_channels=4, out_channels=4, groups=4, flip=True),
+    ConvSpec((3, 3), (2, 2), bias=False),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strategy", ["loops", "unrolled"])
+@pytest.mark.parametrize("spec", KERNEL_SPECS, ids=lambda s: s.describe())
+def test_kernels_equal_the_numpy_reference(kernels, spec, strategy, dtype):
+    k = kernels(spec, dtype, strategy)
+    x, w, b, dy = (a.astype(dtype) for a in random_operands(spec, 7))
+    tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
+    bias = b if spec.bias else None
+    np.testing.assert_allclose(k.forward(x, w, bias), ref.conv2d_forward(spec, x, w, bias), **tolerance)
+    np.testing.assert_allclose(k.grad_input(dy, w), ref.conv2d_grad_input(spec, dy, w), **tolerance)
+    np.testing.assert_allclose(k.grad_weight(x, dy), ref.conv2d_grad_weight(spec, x, dy), **tolerance)
+    if spec.bias:
+        np.testing.assert_allclose(k.grad_bias(dy), ref.conv2d_grad_bias(spec, dy), **tolerance)
+    else:
+        with pytest.raises(ValueError, match="no bias"):
+            k.forward(x, w, b)
+        with pytest.raises(ValueError, match="no bias"):
+            k.grad_bias(dy)
+        assert "grad_bias" not in k.strategies
+    with pytest.raises(ValueError, match="shape"):
+        k.grad_input(dy, np.zeros((spec.out_channels, spec.in_channels + 1, *spec.kernel_size), dtype))
+
+
+def test_kernels_without_bias_bind_and_have_no_b_argument(kernels):
+    spec = ConvSpec((3, 3), (2, 2), bias=False)
+    k = kernels(spec, "float64", "loops")
+    x, w = np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2))
+    out = np.empty(spec.output_shape)
+    step = k.bind("forward", x, w, None, out=out)
+    np.testing.assert_array_equal(step()[0, 0], [[8.0, 12.0], [20.0, 24.0]])
+    with pytest.raises(ValueError, match="no bias"):
+        k.bind("forward", x, w, np.zeros(1), out=out)
+
+
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+def test_strategies_that_cannot_compile_a_layer_refuse_it(strategy):
+    from symconv import compile_conv
+    from symconv.codegen.lowering import choose_strategy, unsupported
+
+    spec = ConvSpec((40, 40), (3, 3), padding="same", in_channels=4, out_channels=4, groups=2)
+    if unsupported(spec, strategy) is None:
+        pytest.skip(f"{strategy} supports this layer now")
+    with pytest.raises(ValueError, match=f"strategy '{strategy}' does not support groups=2"):
+        compile_conv(spec, "float32", strategy)
+    assert choose_strategy(spec) == "loops"
