@@ -202,3 +202,33 @@ def test_strategies_that_cannot_compile_a_layer_refuse_it(strategy):
     with pytest.raises(ValueError, match=f"strategy '{strategy}' does not support groups=2"):
         compile_conv(spec, "float32", strategy)
     assert choose_strategy(spec) == "loops"
+
+
+def test_a_network_of_grouped_same_and_bias_free_convolutions_runs_in_c():
+    from symconv import Conv2d, Dense, Flatten, MSELoss, Network, ReLU
+
+    net = Network([Conv2d(4, 2, padding="same", groups=2, bias=False), ReLU(),
+                   Conv2d(2, 3, padding=((0, 1), (1, 0)), groups=2), Flatten(), Dense(2), MSELoss()], (2, 2, 4, 4))
+    assert "0.bias" not in net.parameter_shapes() and net.parameter_shapes()["0.weight"] == (4, 1, 2, 2)
+    params = net.init_params(0)
+    x = np.random.default_rng(1).standard_normal((2, 2, 4, 4))
+    target = np.random.default_rng(2).standard_normal((2, 2))
+    expected = net.reference_backward(x, params, target)
+    got = net.compile("float64", params=params).backward(x, target)
+    assert set(got.params) == set(expected.params)
+    for name in expected.params:
+        np.testing.assert_allclose(got.params[name], expected.params[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(got.input, expected.input, rtol=1e-12, atol=1e-12)
+
+
+def test_cli_flags_build_the_spec():
+    from symconv.cli import build_parser, spec_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["prove", "--input", "5x5", "--padding", "0,1,1,0", "--channels", "4", "--filters", "2",
+                              "--groups", "2", "--no-bias"])
+    assert spec_from_args(args) == ConvSpec((5, 5), (2, 2), padding=((0, 1), (1, 0)), in_channels=4, out_channels=2,
+                                            groups=2, bias=False)
+    assert spec_from_args(parser.parse_args(["derive", "--padding", "same"])).pad_end == (1, 1)
+    assert not spec_from_args(parser.parse_args(["demo"])).bias  # the textbook case as the seeds write it
+    assert spec_from_args(parser.parse_args(["demo", "--bias"])).bias
