@@ -163,3 +163,7 @@ def test_describe_and_with_stride_keep_the_new_fields():
     assert strided.stride == (2, 2) and strided.padding_sides == spec.padding_sides
     assert (strided.groups, strided.bias) == (4, False)
     assert "padding 1x2" in ConvSpec((6, 6), (3, 3), padding=(1, 2)).describe()
+    assert dataclasses.replace(spec, batch=3) == ConvSpec((6, 6), (2, 2), padding=((0, 1), (0, 1)), in_channels=4,
+                                                          out_channels=4, groups=4, bias=False, batch=3)
+    with pytest.raises(ValueError, match="padding"):
+        ConvSpec((6, 6), (2, 2), padding=1, pad_begin=(0, 0), pad_end=(1, 1))

@@ -180,7 +180,7 @@ class _Writer:
                 rows.append(VDOTS_ROW)
                 continue
             terms = self.d.forward_terms(p)
-            terms = terms if self.o.bias else terms[:-1]
+            terms = terms[:-1] if self.spec.bias and not self.o.bias else terms  # the bias is the last term
             kept = elide(len(terms), self.o.max_terms)
             printed = [None if i is None else self.tex(terms[i]) for i in kept]
             rows += sum_rows(self.tex(self.output_symbol(p)), printed, self.o.terms_per_line)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 Pair = tuple[int, int]
 IntOrPair = Union[int, Pair]
@@ -97,7 +97,14 @@ class ConvSpec:
     # Written out rather than generated: the sizes are given in several forms, and stored as pairs.
     def __init__(self, input_size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
                  padding: PaddingArg = 0, dilation: IntOrPair = 1, in_channels: int = 1, out_channels: int = 1,
-                 batch: int = 1, flip: bool = False, groups: int = 1, bias: bool = True) -> None:
+                 batch: int = 1, flip: bool = False, groups: int = 1, bias: bool = True, *,
+                 pad_begin: Optional[Pair] = None, pad_end: Optional[Pair] = None) -> None:
+        # pad_begin/pad_end (both, instead of padding) are the stored form: dataclasses.replace passes them.
+        if pad_begin is not None or pad_end is not None:
+            if pad_begin is None or pad_end is None or padding != 0:
+                raise ValueError("padding: give either padding or both pad_begin and pad_end")
+            (top, left), (bottom, right) = as_pair("pad_begin", pad_begin), as_pair("pad_end", pad_end)
+            padding = ((top, bottom), (left, right))
         given = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride, "dilation": dilation}
         pairs = {name: as_pair(name, value) for name, value in given.items()}
         for name in ("input_size", "kernel_size", "stride", "dilation"):
