@@ -56,8 +56,14 @@ def test_console_script_runs_as_a_module():
 def test_demo_runs_the_textbook_kernels_beside_the_derivation(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "O_{11} = F_{11}*X_{11}" in out and out.count("[ok]") == 8
+    # the seeds' textbook case: no bias, so no "+ b", no dE/db and no grad_bias identity
+    assert "O_{11} = F_{11}*X_{11} + F_{12}*X_{12} + F_{21}*X_{21} + F_{22}*X_{22}\n" in out
+    assert out.count("[ok]") == 7 and "grad_bias" not in out and "dE/db" not in out
     assert "dE/dX_{33}" in out and "every entry matches" in out
+    assert main(["demo", "--bias"]) == 0
+    out = capsys.readouterr().out
+    assert "+ b" in out or "*X_{22} + b" in out
+    assert out.count("[ok]") == 8
 
 
 def test_demo_table_flags_a_kernel_that_disagrees(monkeypatch):

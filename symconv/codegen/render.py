@@ -148,7 +148,7 @@ def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[s
 
 def _arrays(spec: ConvSpec, dtype: str) -> list[dict[str, Any]]:
     shapes = {a.name: a.shape for args in signatures(spec, dtype).values() for a in args}
-    return [{"name": name, "shape": shapes[name], "role": role} for name, role in _ROLES.items()]
+    return [{"name": name, "shape": shapes[name], "role": role} for name, role in _ROLES.items() if name in shapes]
 
 
 def render(plan: KernelPlan) -> Sources:

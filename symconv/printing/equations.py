@@ -10,7 +10,7 @@ Only what is printed is computed: a sum longer than ``max_terms`` asks SymPy for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Literal, NamedTuple, Optional
 
 import numpy as np
@@ -130,20 +130,21 @@ def closed_form(spec: ConvSpec, form: Form) -> ClosedForm:
     >>> print(f.tex("G", "F")[0].replace(r"\left", "").replace(r"\right", ""))
     \operatorname{Correlation}(\operatorname{pad}_{2,3}(\operatorname{dilate}_{2}(G)), \operatorname{rot180}(F))
     """
-    (eh, ew), (ph, pw), (ah, aw) = spec.effective_kernel, spec.padding, spec.leftover
+    eh, ew = spec.effective_kernel
     if form == "output":
         return ClosedForm("Convolution" if spec.flip else "Correlation", spec.stride,
-                          _pad(spec.padding, spec.padding), _dilate(spec.dilation), ())
+                          _pad(spec.pad_begin, spec.pad_end), _dilate(spec.dilation), ())
     if form == "weight":
         crop = () if spec.leftover == (0, 0) else (
             Op(rf"\operatorname{{crop}}_{{{eh}\times {ew}}}", lambda m: m[:eh, :ew]),)
         dh, dw = spec.dilation
         subsample = () if spec.dilation == (1, 1) else (
             Op(rf"\operatorname{{subsample}}_{{{_pair(spec.dilation)}}}", lambda m: m[::dh, ::dw]),)
-        return ClosedForm("Correlation", (1, 1), _pad(spec.padding, spec.padding), _dilate(spec.stride),
+        return ClosedForm("Correlation", (1, 1), _pad(spec.pad_begin, spec.pad_end), _dilate(spec.stride),
                           crop + _rot180(spec.flip) + subsample)
     if form == "input":
-        before, after = (eh - 1 - ph, ew - 1 - pw), (eh - 1 - ph + ah, ew - 1 - pw + aw)
+        (bh, ah_), (bw, aw_) = spec.full_padding  # k_eff-1-p_begin before, k_eff-1-p_end+a after
+        before, after = (bh, bw), (ah_, aw_)
         # rot180 of the layer's kernel: for true convolution that kernel is rotated already, and the two cancel.
         return ClosedForm("Correlation", (1, 1), _dilate(spec.stride) + _pad(before, after),
                           _dilate(spec.dilation) + _rot180(not spec.flip), ())
@@ -154,7 +155,8 @@ class _Writer:
     """Prints one derivation; remembers which outputs use which entry, for cutting long chain-rule sums."""
 
     def __init__(self, d: Derivation, options: LatexOptions) -> None:
-        self.d, self.o, self.spec = d, options, d.spec
+        # a layer without bias has no b to print, whatever the options say
+        self.d, self.o, self.spec = d, options if d.spec.bias else replace(options, bias=False), d.spec
         self.printer = ConvLatexPrinter({"max_terms": options.max_terms})
         self._users: dict[str, dict[Index, list[int]]] = {}
 
@@ -178,7 +180,7 @@ class _Writer:
                 rows.append(VDOTS_ROW)
                 continue
             terms = self.d.forward_terms(p)
-            terms = terms if self.o.bias else terms[:-1]
+            terms = terms[:-1] if self.spec.bias and not self.o.bias else terms  # the bias is the last term
             kept = elide(len(terms), self.o.max_terms)
             printed = [None if i is None else self.tex(terms[i]) for i in kept]
             rows += sum_rows(self.tex(self.output_symbol(p)), printed, self.o.terms_per_line)
@@ -247,7 +249,9 @@ class _Writer:
         if s.is_single:
             return {"output": ("O", "X", "F", "", 1), "weight": (partial("E", "F"), "X", partial("E", "O"), "", 1),
                     "input": (partial("E", "X"), partial("E", "O"), "F", "", 1)}[form]
-        letter, size = {"output": ("c", s.in_channels), "weight": ("n", s.batch), "input": ("k", s.out_channels)}[form]
+        # with groups, the channel sums run within one group (the first one's maps are printed)
+        letter, size = {"output": ("c", s.group_in_channels), "weight": ("n", s.batch),
+                        "input": ("k", s.group_out_channels)}[form]
         # A summed axis of size one is no sum: its index is the one value it takes.
         i = {name: name for name in "nkc"} | ({} if size > 1 else {letter: str(self.d.index_base)})
         x, f, g = f"X^{{({i['n']},{i['c']})}}", f"F^{{({i['k']},{i['c']})}}", partial("E", f"O^{{({i['n']},{i['k']})}}")

@@ -10,7 +10,7 @@ computation itself, by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Literal, get_args
 
 import numpy as np
@@ -175,15 +175,18 @@ def picture(spec: ConvSpec, pass_name: str, index_base: int = 1) -> PassPicture:
                          f"{spec.effective_kernel[0]}x{spec.effective_kernel[1]} dilated kernel; figures draw maps up "
                          f"to {MAX_SIDE}x{MAX_SIDE}")
     # ConvSpec stores pairs; as_pair says so to the type checker.
-    strides, paddings, dilations = (as_pair(name, getattr(spec, name)) for name in ("stride", "padding", "dilation"))
-    single = replace(spec, in_channels=1, out_channels=1, batch=1)
+    strides, dilations = (as_pair(name, getattr(spec, name)) for name in ("stride", "dilation"))
+    paddings, pad_after = spec.pad_begin, spec.pad_end
+    single = ConvSpec(spec.input_size, spec.kernel_size, spec.stride, spec.padding_sides, spec.dilation,
+                      flip=spec.flip, bias=spec.bias)
     symbols = {name: to_numpy(array)[0, 0] for name, array in spec_symbols(single, index_base).items() if name != "bias"}
     grad_names = _renamed(lambda name: name.replace(GRAD_PREFIX, ""), symbols["grad_output"])
-    (eh, ew), (ph, pw), (ah, aw) = spec.effective_kernel, paddings, spec.leftover
+    (eh, ew), (ah, aw) = spec.effective_kernel, spec.leftover
     kernel_title = _op("dilate", dilations, "F")
     kernel_title = rf"\mathrm{{rot180}}({kernel_title})" if spec.flip else kernel_title
-    x_title = _op("pad", paddings, "X")
-    padded_x = _through("pad", "padding", _tagged(symbols["input"]), paddings, paddings)
+    x_title = (_op("pad", paddings, "X") if spec.is_symmetric else
+               rf"\mathrm{{pad}}_{{({paddings[0]},{paddings[1]}),({pad_after[0]},{pad_after[1]})}}(X)")
+    padded_x = _through("pad", "padding", _tagged(symbols["input"]), paddings, pad_after)
     kernel = _through("dilate", "dilation", _tagged(symbols["weight"]), dilations)
     if spec.flip:
         kernel = _through("rot180", "data", kernel)
@@ -221,7 +224,8 @@ def picture(spec: ConvSpec, pass_name: str, index_base: int = 1) -> PassPicture:
                          "are the gradients of the filter's dilation zeros, discarded.")
         outputs = sorted(_grid("", result).cells("data"))
     else:
-        before, after = (eh - 1 - ph, ew - 1 - pw), (eh - 1 - ph + ah, ew - 1 - pw + aw)
+        (bh, ah_), (bw, aw_) = spec.full_padding  # k_eff-1-p_begin before, k_eff-1-p_end+a after
+        before, after = (bh, bw), (ah_, aw_)
         g = _through("dilate", "dilation", _tagged(_renamed(_frac, grad_names)), strides)
         static = _through("pad", "padding", g, before, after)
         sliding = _through("rot180", "data", kernel)
