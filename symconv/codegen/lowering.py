@@ -8,6 +8,9 @@ OpenMP threads; it uses the same constants and tap ranges as ``loops``. ``direct
 weight gradient and (at stride 1) the input gradient as direct convolutions on a zero-padded, stride-split copy
 of each image (``symconv.codegen.direct``), with the same vectors, register tiles and threads as ``gemm`` but no im2col
 panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the default for everything not small.
+``depthwise``: depthwise layers (groups = in_channels > 1), memory-bound, one channel plane at a time with
+vectors along the image rows (``symconv.codegen.depthwise``); the default for them. ``gemm`` and ``direct``
+compute dense, symmetrically padded layers only (ValueError otherwise); ``loops`` and ``unrolled`` take any.
 """
 
 from __future__ import annotations
@@ -20,17 +23,18 @@ import sympy as sp
 from ..symbolic.derive import Derivation, derive
 from ..symbolic.spec import ConvSpec
 from ..symbolic.symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
+from .depthwise import DepthwiseGeometry, depthwise_geometry, is_depthwise
 from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
 from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, check_dtype
 
 __all__ = [
     "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "TapRanges", "KernelPlan",
-    "multiply_adds", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
+    "multiply_adds", "refusal", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
 ]
 
-Strategy = Literal["unrolled", "loops", "gemm", "direct"]
-STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct")
-VECTOR_STRATEGIES: Final = ("gemm", "direct")
+Strategy = Literal["unrolled", "loops", "gemm", "direct", "depthwise"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct", "depthwise")
+VECTOR_STRATEGIES: Final = ("gemm", "direct", "depthwise")
 """The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
 
 FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
@@ -71,6 +75,8 @@ class KernelPlan:
     # ``direct`` at stride 1: the input gradient's geometry when it runs on channels-last dy
     # (``direct.grad_input_nhwc``; ``direct`` then leaves it out), else None: along wide pixels
     grad_input_nhwc: Optional[DirectGeometry] = None
+    # ``depthwise``: where each tap reads along the rows (``depthwise.depthwise_geometry``)
+    depthwise: Optional[DepthwiseGeometry] = None
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
@@ -87,25 +93,62 @@ class KernelPlan:
 
 
 def multiply_adds(spec: ConvSpec) -> int:
-    """Multiply-adds of one pass if no tap fell on padding: N K C Ho Wo R S.
+    """Multiply-adds of one pass if no tap fell on padding: N K (C / groups) Ho Wo R S.
 
     >>> multiply_adds(ConvSpec((3, 3), (2, 2)))
     16
     """
     n, k, oh, ow = spec.output_shape
-    return n * k * oh * ow * spec.in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+    return n * k * oh * ow * spec.group_in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+
+
+def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
+    """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
+    symmetrically padded layers; ``depthwise`` needs groups == in_channels > 1.
+
+    >>> refusal(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
+    'the gemm strategy computes dense layers (groups 1) only, got groups 2'
+    >>> refusal(ConvSpec((8, 8), (2, 2), padding="same"), "direct")
+    'the direct strategy computes symmetric padding only, got pad_begin (0, 0) and pad_end (1, 1)'
+    """
+    if strategy in ("gemm", "direct"):
+        if spec.groups != 1:
+            return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
+        if not spec.is_symmetric:
+            return (f"the {strategy} strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
+                    f"pad_end {spec.pad_end}")
+    if strategy in ("loops", "unrolled") and spec.groups != 1:
+        return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
+    if strategy == "unrolled" and not spec.is_symmetric:
+        return (f"the unrolled strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
+                f"pad_end {spec.pad_end}")
+    if strategy == "depthwise" and not is_depthwise(spec):
+        return (f"the depthwise strategy needs groups == in_channels > 1, got groups {spec.groups} and "
+                f"in_channels {spec.in_channels}")
+    return None
 
 
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
-    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``.
+    """The strategy asked for (ValueError if it cannot compute ``spec``: ``refusal``), or by the layer:
+    ``depthwise`` for depthwise layers, else ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else
+    ``direct`` (``loops`` for grouped or asymmetrically padded layers, which ``direct`` refuses).
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
     ('unrolled', 'direct')
+    >>> choose_strategy(ConvSpec((56, 56), (3, 3), padding=1, in_channels=96, out_channels=96, groups=96))
+    'depthwise'
     """
     if strategy is None:
+        if is_depthwise(spec):
+            return "depthwise"
+        if refusal(spec, "direct"):
+            return "loops"
         return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)} or None, got {strategy!r}")
+    reason = refusal(spec, strategy)
+    if reason:
+        raise ValueError(reason)
     return strategy  # type: ignore[return-value]
 
 
@@ -121,9 +164,14 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     """
     check_dtype(dtype)
     parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
-    for letter, value, default in (("s", spec.stride, 1), ("p", spec.padding, 0), ("d", spec.dilation, 1)):
-        if value != (default, default):
+    for letter, value, default in (("s", spec.stride, 1), ("p", spec.pad_begin, 0), ("d", spec.dilation, 1)):
+        if letter == "p" and not spec.is_symmetric:  # per side: top, bottom, left, right
+            (top, bottom), (left, right) = spec.padding_sides
+            parts.append(f"pt{top}b{bottom}l{left}r{right}")
+        elif value != (default, default):
             parts.append(letter + _pair_text(value))
+    if spec.groups > 1:
+        parts.append(f"g{spec.groups}")
     if not spec.is_single:
         parts.append(f"n{spec.batch}c{spec.in_channels}k{spec.out_channels}")
     if spec.flip:
@@ -172,7 +220,7 @@ def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
     """
     return tuple(  # type: ignore[return-value]
         TapRanges(*live_outputs(spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a],
-                                spec.padding[a], spec.dilation[a]))
+                                spec.pad_begin[a], spec.dilation[a]))
         for a in (0, 1)
     )
 
@@ -236,7 +284,7 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     F_{11}*X_{11} + F_{12}*X_{12} + F_{21}*X_{21} + F_{22}*X_{22} + b
     """
     _check_size(spec)
-    chosen = choose_strategy(spec, strategy)
+    chosen = choose_strategy(spec, strategy)  # ValueError if ``strategy`` cannot compute ``spec``
     prefix = kernel_prefix(spec, dtype)
     bodies: dict[str, StraightLine] = {}
     arrays: dict[sp.Symbol, ArrayEntry] = {}
@@ -249,4 +297,6 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     nhwc_input = None
     if chosen == "direct" and grad_input_nhwc(spec, dtype):
         nhwc_input, direct = direct[-1], direct[:-1]
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input, arrays)
+    depthwise = depthwise_geometry(spec) if chosen == "depthwise" else None
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input,
+                      depthwise, arrays)

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-TEMPLATE_VERSION: Final = 8
+TEMPLATE_VERSION: Final = 9
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -154,6 +154,7 @@ def render(plan: KernelPlan) -> Sources:
         "direct": {g.name: g for g in plan.direct},
         "grad_weight_nhwc": plan.grad_weight_nhwc,
         "grad_input_nhwc": plan.grad_input_nhwc,
+        "dw": plan.depthwise,
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
         "kernels": [_kernel_view(k, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
