@@ -2,7 +2,8 @@
 
 Every pass is a sum over the kernel taps (r, s) of one strided window of the zero-padded input: the window of
 tap (r, s) holds, for every output position, the input entry that tap multiplies. NumPy's ``einsum`` then
-contracts the channels. This is independent of the SymPy derivation and of the generated C, so both are
+contracts the channels within each group (output channel k of group g = k // (K / groups) reads the input
+channels of group g only). This is independent of the SymPy derivation and of the generated C, so both are
 checked against it.
 """
 
@@ -27,12 +28,21 @@ def _oriented(spec: ConvSpec, weight: np.ndarray) -> np.ndarray:
 
 
 def _padded(spec: ConvSpec, x: np.ndarray) -> np.ndarray:
-    (ph, pw) = spec.padding
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    return np.pad(x, ((0, 0), (0, 0), *spec.padding_sides))
+
+
+def _groups(spec: ConvSpec, a: np.ndarray) -> np.ndarray:
+    """An (N, channels, ...) array as (N, groups, channels / groups, ...)."""
+    return a.reshape(a.shape[0], spec.groups, a.shape[1] // spec.groups, *a.shape[2:])
+
+
+def _weight_groups(spec: ConvSpec, w: np.ndarray) -> np.ndarray:
+    """Weights (K, C / groups) of one tap as (groups, K / groups, C / groups)."""
+    return w.reshape(spec.groups, spec.group_out_channels, spec.group_in_channels)
 
 
 def conv2d_forward(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-    """y[n, k] = b[k] + sum over c, r, s of w[k, c, r, s] * (window (r, s) of the padded x)[n, c].
+    """y[n, k] = b[k] + sum over c of k's group, r, s of w[k, c, r, s] * (window (r, s) of the padded x)[n, c].
 
     >>> spec = ConvSpec((3, 3), (2, 2))
     >>> conv2d_forward(spec, np.arange(9.0).reshape(1, 1, 3, 3), np.ones((1, 1, 2, 2)))[0, 0]
@@ -44,7 +54,8 @@ def conv2d_forward(spec: ConvSpec, x: np.ndarray, w: np.ndarray, b: np.ndarray |
     for r in range(spec.kernel_size[0]):
         for s in range(spec.kernel_size[1]):
             rows, cols = _tap_window(spec, r, s)
-            y += np.einsum("nchw,kc->nkhw", xp[:, :, rows, cols], wt[:, :, r, s])
+            y += np.einsum("ngchw,gkc->ngkhw", _groups(spec, xp[:, :, rows, cols]),
+                           _weight_groups(spec, wt[:, :, r, s])).reshape(y.shape)
     if b is not None:
         y += b[None, :, None, None]
     return y
@@ -60,12 +71,14 @@ def conv2d_grad_input(spec: ConvSpec, dy: np.ndarray, w: np.ndarray) -> np.ndarr
            [1., 2., 1.]])
     """
     wt = _oriented(spec, w)
-    (ph, pw), (h, wd) = spec.padding, spec.input_size
-    dxp = np.zeros((spec.batch, spec.in_channels, h + 2 * ph, wd + 2 * pw), dtype=np.result_type(dy, w))
+    (ph, pw), (h, wd) = spec.pad_begin, spec.input_size
+    dxp = np.zeros((spec.batch, spec.in_channels, *spec.padded_size), dtype=np.result_type(dy, w))
     for r in range(spec.kernel_size[0]):
         for s in range(spec.kernel_size[1]):
             rows, cols = _tap_window(spec, r, s)
-            dxp[:, :, rows, cols] += np.einsum("nkhw,kc->nchw", dy, wt[:, :, r, s])
+            window = dxp[:, :, rows, cols]
+            window += np.einsum("ngkhw,gkc->ngchw", _groups(spec, dy),
+                                _weight_groups(spec, wt[:, :, r, s])).reshape(window.shape)
     # Gradients that land on padding belong to no input entry: crop them away.
     return dxp[:, :, ph : ph + h, pw : pw + wd]
 
@@ -83,7 +96,8 @@ def conv2d_grad_weight(spec: ConvSpec, x: np.ndarray, dy: np.ndarray) -> np.ndar
     for r in range(spec.kernel_size[0]):
         for s in range(spec.kernel_size[1]):
             rows, cols = _tap_window(spec, r, s)
-            dw[:, :, r, s] = np.einsum("nkhw,nchw->kc", dy, xp[:, :, rows, cols])
+            dw[:, :, r, s] = np.einsum("ngkhw,ngchw->gkc", _groups(spec, dy),
+                                       _groups(spec, xp[:, :, rows, cols])).reshape(dw.shape[:2])
     return _oriented(spec, dw).copy()
 
 
