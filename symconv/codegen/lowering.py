@@ -145,7 +145,7 @@ def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
             return "loops"
         return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)} or None, got {strategy!r}")
+        raise ValueError(f"strategy must be {', '.join(map(repr, STRATEGIES))} or None, got {strategy!r}")
     reason = refusal(spec, strategy)
     if reason:
         raise ValueError(reason)
