@@ -11,6 +11,8 @@ panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the defaul
 ``depthwise``: depthwise layers (groups = in_channels > 1), memory-bound, one channel plane at a time with
 vectors along the image rows (``symconv.codegen.depthwise``); the default for them. ``gemm`` and ``direct``
 compute dense, symmetrically padded layers only (ValueError otherwise); ``loops`` and ``unrolled`` take any.
+``pointwise``: dense 1x1 layers of stride 1 without padding, each pass a matrix product on the images as they
+lie in memory (``templates/pointwise_common.c.j2``); the default for them.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, che
 
 __all__ = [
     "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "TapRanges", "KernelPlan",
-    "multiply_adds", "refusal", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
+    "multiply_adds", "is_pointwise", "refusal", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
 ]
 
-Strategy = Literal["unrolled", "loops", "gemm", "direct", "depthwise"]
-STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct", "depthwise")
-VECTOR_STRATEGIES: Final = ("gemm", "direct", "depthwise")
+Strategy = Literal["unrolled", "loops", "gemm", "direct", "depthwise", "pointwise"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct", "depthwise", "pointwise")
+VECTOR_STRATEGIES: Final = ("gemm", "direct", "depthwise", "pointwise")
 """The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
 
 FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
@@ -102,6 +104,16 @@ def multiply_adds(spec: ConvSpec) -> int:
     return n * k * oh * ow * spec.group_in_channels * spec.kernel_size[0] * spec.kernel_size[1]
 
 
+def is_pointwise(spec: ConvSpec) -> bool:
+    """Whether ``spec`` is a dense 1x1 layer of stride 1 without padding (a matrix product per image).
+
+    >>> is_pointwise(ConvSpec((56, 56), (1, 1), in_channels=96, out_channels=24)), is_pointwise(ConvSpec((8, 8), (1, 1), 2))
+    (True, False)
+    """
+    return (spec.kernel_size == (1, 1) and spec.stride == (1, 1) and spec.groups == 1
+            and spec.pad_begin == (0, 0) and spec.pad_end == (0, 0))
+
+
 def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
     """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
     symmetrically padded layers; ``depthwise`` needs groups == in_channels > 1.
@@ -122,6 +134,9 @@ def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
     if strategy == "unrolled" and not spec.is_symmetric:
         return (f"the unrolled strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
                 f"pad_end {spec.pad_end}")
+    if strategy == "pointwise" and not is_pointwise(spec):
+        return (f"the pointwise strategy needs a dense 1x1 kernel, stride 1 and no padding, got "
+                f"{spec.describe()}")
     if strategy == "depthwise" and not is_depthwise(spec):
         return (f"the depthwise strategy needs groups == in_channels > 1, got groups {spec.groups} and "
                 f"in_channels {spec.in_channels}")
@@ -143,7 +158,9 @@ def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
             return "depthwise"
         if refusal(spec, "direct"):
             return "loops"
-        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
+        if multiply_adds(spec) <= UNROLL_LIMIT:
+            return "unrolled"
+        return "pointwise" if is_pointwise(spec) else "direct"
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be {', '.join(map(repr, STRATEGIES))} or None, got {strategy!r}")
     reason = refusal(spec, strategy)

@@ -155,6 +155,7 @@ def render(plan: KernelPlan) -> Sources:
         "grad_weight_nhwc": plan.grad_weight_nhwc,
         "grad_input_nhwc": plan.grad_input_nhwc,
         "dw": plan.depthwise,
+        "pointwise": plan.strategy == "pointwise",
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
         "kernels": [_kernel_view(k, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],

@@ -101,7 +101,7 @@ def default_candidates(spec: ConvSpec) -> tuple[str, ...]:
     """
     small = multiply_adds(spec) <= UNROLL_LIMIT
     able = [s for s in STRATEGIES if refusal(spec, s) is None]
-    vector = [s for s in able if s in ("gemm", "direct", "depthwise")]
+    vector = [s for s in able if s in ("gemm", "direct", "depthwise", "pointwise")]
     return tuple(s for s in able if small or s in vector or (not vector and s == "loops"))
 
 
@@ -229,7 +229,7 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     >>> tune(ConvSpec((3, 3), (2, 2)), candidates=["gemm", "bogus"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown candidate strategies ['bogus']; choose from ['unrolled', 'loops', 'gemm', 'direct', 'depthwise']
+    ValueError: unknown candidate strategies ['bogus']; choose from ['unrolled', 'loops', 'gemm', 'direct', 'depthwise', 'pointwise']
     """
     if not isinstance(spec, ConvSpec):
         raise TypeError(f"spec must be a ConvSpec, got {type(spec).__name__}")
