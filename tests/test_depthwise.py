@@ -9,14 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import STRICT_CFLAGS
 from symconv import ConvSpec
 from symconv.codegen.depthwise import depthwise_geometry, is_depthwise
 from symconv.codegen.lowering import choose_strategy, lower, refusal
 from symconv.pipeline import FLOAT32_UNIT_ROUNDOFF
 from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 from symconv.tuning.autotune import default_candidates, tune
-
-from conftest import STRICT_CFLAGS
 
 
 def depthwise(size, kernel, channels=3, multiplier=1, **kwargs) -> ConvSpec:

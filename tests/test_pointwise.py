@@ -7,12 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import STRICT_CFLAGS
 from symconv import ConvSpec, compile_conv
 from symconv.codegen.lowering import choose_strategy, lower
 from symconv.pipeline import FLOAT32_UNIT_ROUNDOFF
 from symconv.symbolic.reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
-
-from conftest import STRICT_CFLAGS
 
 GRID = [
     ConvSpec((56, 56), (1, 1), batch=2, in_channels=96, out_channels=24),  # whole tiles
