@@ -142,6 +142,7 @@ def test_depthwise_layers_choose_the_depthwise_strategy_and_dense_ones_do_not() 
     assert not is_depthwise(ConvSpec((3, 3), (2, 2)))  # one channel, one group: the textbook layer stays unrolled
     assert choose_strategy(ConvSpec((3, 3), (2, 2))) == "unrolled"
     assert choose_strategy(ConvSpec((64, 64), (3, 3), padding=((1, 0), (1, 0)))) == "loops"
+    assert choose_strategy(ConvSpec((8, 8), (3, 3), in_channels=4, out_channels=4, groups=2)) == "loops"
 
 
 @pytest.mark.parametrize("spec, strategy, message", [
@@ -166,3 +167,21 @@ def test_the_autotuner_considers_the_depthwise_strategy(kernel_cache) -> None:
     assert set(tuning.winners.values()) == {"depthwise"} and tuning.seconds["depthwise"]["forward"] > 0
     with pytest.raises(ValueError, match="candidate 'direct' cannot compute"):
         tune(spec, "float32", threads=1, candidates=["direct", "depthwise"])
+
+
+@pytest.mark.parametrize("spec", [
+    ConvSpec((9, 8), (3, 2), stride=2, padding=((2, 0), (1, 1)), in_channels=4, out_channels=6, groups=2, batch=2,
+             flip=True),
+    ConvSpec((12, 11), (3, 3), padding=1, dilation=(1, 2), in_channels=6, out_channels=9, groups=3, batch=2),
+    ConvSpec((12, 11), (2, 2), padding="same", in_channels=2, out_channels=3, batch=2),
+], ids=ids)
+def test_grouped_and_asymmetric_layers_fall_back_to_loops(kernels, spec: ConvSpec) -> None:
+    """gemm and direct refuse them (``refusal``), so the default is the loop nests, which compute groups and
+    per-side padding; both dtypes against the NumPy reference."""
+    assert choose_strategy(spec) == "loops"
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        k = kernels(spec, dtype)
+        a = random_args(spec, dtype, seed=1)
+        got, expected = passes(k, a), reference(spec, {n: v.astype(np.float64) for n, v in a.items()})
+        for name in got:
+            np.testing.assert_allclose(got[name], expected[name], rtol=tol, atol=tol, err_msg=f"{dtype} {name}")

@@ -116,7 +116,8 @@ def is_pointwise(spec: ConvSpec) -> bool:
 
 def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
     """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
-    symmetrically padded layers; ``depthwise`` needs groups == in_channels > 1.
+    symmetrically padded layers; ``unrolled`` dense, symmetrically padded ones; ``depthwise`` needs
+    groups == in_channels > 1; ``pointwise`` a dense 1x1 layer of stride 1 without padding.
 
     >>> refusal(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
     'the gemm strategy computes dense layers (groups 1) only, got groups 2'
@@ -129,7 +130,7 @@ def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
         if not spec.is_symmetric:
             return (f"the {strategy} strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
                     f"pad_end {spec.pad_end}")
-    if strategy in ("loops", "unrolled") and spec.groups != 1:
+    if strategy == "unrolled" and spec.groups != 1:
         return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
     if strategy == "unrolled" and not spec.is_symmetric:
         return (f"the unrolled strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
