@@ -28,12 +28,17 @@ def random_args(spec: ConvSpec, dtype: str, seed: int = 0) -> dict[str, np.ndarr
 
 
 def passes(k, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every pass of ``k`` on ``a``; a layer without bias has no ``b`` and no ``grad_bias``."""
+    if not k.spec.bias:
+        return {"forward": k.forward(a["x"], a["w"]), "grad_input": k.grad_input(a["dy"], a["w"]),
+                "grad_weight": k.grad_weight(a["x"], a["dy"])}
     return {"forward": k.forward(a["x"], a["w"], a["b"]), "grad_input": k.grad_input(a["dy"], a["w"]),
             "grad_weight": k.grad_weight(a["x"], a["dy"]), "grad_bias": k.grad_bias(a["dy"])}
 
 
 def reference(spec: ConvSpec, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {"forward": conv2d_forward(spec, a["x"], a["w"], a["b"]), "grad_input": conv2d_grad_input(spec, a["dy"], a["w"]),
+    b = a["b"] if spec.bias else None
+    return {"forward": conv2d_forward(spec, a["x"], a["w"], b), "grad_input": conv2d_grad_input(spec, a["dy"], a["w"]),
             "grad_weight": conv2d_grad_weight(spec, a["x"], a["dy"]), "grad_bias": conv2d_grad_bias(spec, a["dy"])}
 
 

@@ -116,8 +116,7 @@ def is_pointwise(spec: ConvSpec) -> bool:
 
 def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
     """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
-    symmetrically padded layers; ``unrolled`` dense, symmetrically padded ones; ``depthwise`` needs
-    groups == in_channels > 1; ``pointwise`` a dense 1x1 layer of stride 1 without padding.
+    symmetrically padded layers with a bias; ``depthwise`` needs groups == in_channels > 1; ``pointwise`` a dense 1x1 layer of stride 1 without padding.
 
     >>> refusal(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
     'the gemm strategy computes dense layers (groups 1) only, got groups 2'
@@ -130,11 +129,8 @@ def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
         if not spec.is_symmetric:
             return (f"the {strategy} strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
                     f"pad_end {spec.pad_end}")
-    if strategy == "unrolled" and spec.groups != 1:
-        return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
-    if strategy == "unrolled" and not spec.is_symmetric:
-        return (f"the unrolled strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
-                f"pad_end {spec.pad_end}")
+        if not spec.bias:
+            return f"the {strategy} strategy always adds a bias, got bias=False; use 'loops' or 'unrolled'"
     if strategy == "pointwise" and not is_pointwise(spec):
         return (f"the pointwise strategy needs a dense 1x1 kernel, stride 1 and no padding, got "
                 f"{spec.describe()}")
@@ -182,16 +178,20 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     """
     check_dtype(dtype)
     parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
-    for letter, value, default in (("s", spec.stride, 1), ("p", spec.pad_begin, 0), ("d", spec.dilation, 1)):
-        if letter == "p" and not spec.is_symmetric:  # per side: top, bottom, left, right
-            (top, bottom), (left, right) = spec.padding_sides
-            parts.append(f"pt{top}b{bottom}l{left}r{right}")
-        elif value != (default, default):
-            parts.append(letter + _pair_text(value))
-    if spec.groups > 1:
-        parts.append(f"g{spec.groups}")
+    if spec.stride != (1, 1):
+        parts.append("s" + _pair_text(spec.stride))
+    if not spec.is_symmetric:
+        parts.append("p" + "_".join(str(p) for side in spec.padding_sides for p in side))
+    elif spec.padding != (0, 0):
+        parts.append("p" + _pair_text(spec.padding))
+    if spec.dilation != (1, 1):
+        parts.append("d" + _pair_text(spec.dilation))
     if not spec.is_single:
         parts.append(f"n{spec.batch}c{spec.in_channels}k{spec.out_channels}")
+    if spec.groups > 1:
+        parts.append(f"g{spec.groups}")
+    if not spec.bias:
+        parts.append("nobias")
     if spec.flip:
         parts.append("flip")
     parts.append("f" + dtype.removeprefix("float"))
@@ -201,19 +201,25 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
 def signatures(spec: ConvSpec, dtype: str) -> dict[str, tuple[Arg, ...]]:
     """The arguments of each kernel family, in C order (outputs last); the runtime checks against these.
 
+    A layer without bias has a forward pass without ``b`` and no ``grad_bias`` kernel.
+
     >>> [(a.name, a.shape) for a in signatures(ConvSpec((3, 3), (2, 2)), "float32")["grad_input"]]
     [('dy', (1, 1, 2, 2)), ('w', (1, 1, 2, 2)), ('dx', (1, 1, 3, 3))]
     """
-    image, weight, output, bias = "N, C, H, W", "K, C, R, S", "N, K, Ho, Wo", "K"
+    image, output, bias = "N, C, H, W", "N, K, Ho, Wo", "K"
+    weight = "K, C, R, S" if spec.groups == 1 else "K, C/groups, R, S"
     x = Arg("x", spec.input_shape, dtype, image)
     w = Arg("w", spec.weight_shape, dtype, weight)
     dy = Arg("dy", spec.output_shape, dtype, output)
-    return {
-        "forward": (x, w, Arg("b", (spec.out_channels,), dtype, bias), Arg("y", spec.output_shape, dtype, output, True)),
+    b = (Arg("b", (spec.out_channels,), dtype, bias),) if spec.bias else ()
+    families = {
+        "forward": (x, w, *b, Arg("y", spec.output_shape, dtype, output, True)),
         "grad_input": (dy, w, Arg("dx", spec.input_shape, dtype, image, True)),
         "grad_weight": (x, dy, Arg("dw", spec.weight_shape, dtype, weight, True)),
-        "grad_bias": (dy, Arg("db", (spec.out_channels,), dtype, bias, True)),
     }
+    if spec.bias:
+        families["grad_bias"] = (dy, Arg("db", (spec.out_channels,), dtype, bias, True))
+    return families
 
 
 def kernels_of(spec: ConvSpec, dtype: str, fuse_relu: bool = False,
@@ -268,15 +274,16 @@ def _unrolled_bodies(spec: ConvSpec, dtype: str) -> tuple[dict[str, StraightLine
     # Labels are the textbook names of the assigned entries: O_{11} for outputs, dE/dX_{11} for gradients.
     gradient_labels = {
         name: getattr(d, name).applyfunc(lambda s: sp.Symbol(grad_symbol_name(s.name)))
-        for name in ("input", "weight", "bias")
+        for name in ("input", "weight", "bias")[: 3 if spec.bias else 2]
     }
     out_labels = d.grad_output.applyfunc(lambda g: sp.Symbol(g.name.removeprefix(GRAD_PREFIX)))
     bodies = {
         "forward": _straight_line(sig["forward"][-1], d.output, out_labels),
         "grad_input": _straight_line(sig["grad_input"][-1], d.grad_input, gradient_labels["input"]),
         "grad_weight": _straight_line(sig["grad_weight"][-1], d.grad_weight, gradient_labels["weight"]),
-        "grad_bias": _straight_line(sig["grad_bias"][-1], d.grad_bias, gradient_labels["bias"]),
     }
+    if spec.bias:
+        bodies["grad_bias"] = _straight_line(sig["grad_bias"][-1], d.grad_bias, gradient_labels["bias"])
     names = {"input": "x", "weight": "w", "bias": "b", "grad_output": "dy"}
     return bodies, _array_entries(d, names)
 
