@@ -311,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     recheck.add_argument("folder", metavar="DIR", help="the folder prove --all-sizes --certificate wrote")
     generate = command("generate", _cmd_generate, "write the C kernels (.c, .h) and the cffi cdef of the layer")
     generate.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="default float32")
-    generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm", "direct"),
-                          help="default: unrolled for small layers, else direct")
+    generate.add_argument("--strategy", choices=("unrolled", "loops", "gemm", "direct", "depthwise", "pointwise"),
+                          help="default: depthwise for depthwise layers, unrolled for small ones, else direct")
     generate.add_argument("-o", "--output", default=".", metavar="DIR", help="directory to write (default .)")
     tex = command("latex", _cmd_latex, "print the derivation as LaTeX equations, or write a standalone .tex document")
     tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")

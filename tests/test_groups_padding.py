@@ -194,12 +194,12 @@ def test_kernels_without_bias_bind_and_have_no_b_argument(kernels):
 @pytest.mark.parametrize("strategy", ["gemm", "direct"])
 def test_strategies_that_cannot_compile_a_layer_refuse_it(strategy):
     from symconv import compile_conv
-    from symconv.codegen.lowering import choose_strategy, unsupported
+    from symconv.codegen.lowering import choose_strategy, refusal
 
     spec = ConvSpec((40, 40), (3, 3), padding="same", in_channels=4, out_channels=4, groups=2)
-    if unsupported(spec, strategy) is None:
+    if refusal(spec, strategy) is None:
         pytest.skip(f"{strategy} supports this layer now")
-    with pytest.raises(ValueError, match=f"strategy '{strategy}' does not support groups=2"):
+    with pytest.raises(ValueError, match=f"the {strategy} strategy computes dense layers \\(groups 1\\) only, got groups 2"):
         compile_conv(spec, "float32", strategy)
     assert choose_strategy(spec) == "loops"
 

@@ -25,8 +25,17 @@ SPECS = [
     ConvSpec((9, 9), (4, 4), stride=(3, 1), padding=(3, 0), in_channels=2, out_channels=2, flip=True),
 ]
 STRATEGIES = ("unrolled", "loops", "gemm", "direct")
+# Layers only some strategies compute: grouped and depthwise (asymmetric padding, multiplier 2), and 1x1.
+OWN_STRATEGIES = [
+    (ConvSpec((7, 7), (3, 3), stride=2, padding=1, in_channels=3, out_channels=3, groups=3, batch=2), "depthwise"),
+    (ConvSpec((6, 5), (3, 3), padding=((1, 0), (2, 1)), in_channels=2, out_channels=4, groups=2), "depthwise"),
+    (ConvSpec((6, 5), (3, 3), padding=((1, 0), (2, 1)), in_channels=2, out_channels=4, groups=2), "loops"),
+    (ConvSpec((6, 6), (3, 3), padding=1, in_channels=4, out_channels=2, groups=2), "unrolled"),
+    (ConvSpec((5, 6), (1, 1), in_channels=3, out_channels=4, batch=2), "pointwise"),
+]
 CASES = [(s, st, dt) for s in SPECS for st in STRATEGIES for dt in ("float32", "float64")
          if st != "unrolled" or multiply_adds(s) <= UNROLL_LIMIT]
+CASES += [(s, st, dt) for s, st in OWN_STRATEGIES for dt in ("float32", "float64")]
 
 # pass -> (the two inputs by name, the reference)
 PASSES = {

@@ -183,5 +183,5 @@ def test_strategy_threshold_and_forcing():
     assert multiply_adds(at_limit) == UNROLL_LIMIT < multiply_adds(above)
     assert choose_strategy(at_limit) == "unrolled" and choose_strategy(above) == "direct"
     assert choose_strategy(above, "unrolled") == "unrolled" and choose_strategy(at_limit, "loops") == "loops"
-    with pytest.raises(ValueError, match="strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got 'fast'"):
+    with pytest.raises(ValueError, match="strategy must be 'unrolled', 'loops', 'gemm', 'direct', 'depthwise', 'pointwise' or None, got 'fast'"):
         lower(at_limit, "float32", "fast")

@@ -8,6 +8,11 @@ OpenMP threads; it uses the same constants and tap ranges as ``loops``. ``direct
 weight gradient and (at stride 1) the input gradient as direct convolutions on a zero-padded, stride-split copy
 of each image (``symconv.codegen.direct``), with the same vectors, register tiles and threads as ``gemm`` but no im2col
 panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the default for everything not small.
+``depthwise``: depthwise layers (groups = in_channels > 1), memory-bound, one channel plane at a time with
+vectors along the image rows (``symconv.codegen.depthwise``); the default for them. ``gemm`` and ``direct``
+compute dense, symmetrically padded layers only (ValueError otherwise); ``loops`` and ``unrolled`` take any.
+``pointwise``: dense 1x1 layers of stride 1 without padding, each pass a matrix product on the images as they
+lie in memory (``templates/pointwise_common.c.j2``); the default for them.
 """
 
 from __future__ import annotations
@@ -20,17 +25,19 @@ import sympy as sp
 from ..symbolic.derive import Derivation, derive
 from ..symbolic.spec import ConvSpec
 from ..symbolic.symbols import GRAD_PREFIX, entries, grad_symbol_name, positions
+from .depthwise import DepthwiseGeometry, depthwise_geometry, is_depthwise
 from .direct import DirectGeometry, direct_passes, grad_input_nhwc, grad_weight_nhwc, live_outputs
 from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, check_dtype
 
 __all__ = [
     "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "UNROLL_MAX", "TapRanges", "KernelPlan",
-    "multiply_adds", "unsupported", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
+    "multiply_adds", "is_pointwise", "refusal", "choose_strategy", "kernel_prefix", "signatures", "kernels_of",
+    "tap_ranges", "lower",
 ]
 
-Strategy = Literal["unrolled", "loops", "gemm", "direct"]
-STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct")
-VECTOR_STRATEGIES: Final = ("gemm", "direct")
+Strategy = Literal["unrolled", "loops", "gemm", "direct", "depthwise", "pointwise"]
+STRATEGIES: Final = ("unrolled", "loops", "gemm", "direct", "depthwise", "pointwise")
+VECTOR_STRATEGIES: Final = ("gemm", "direct", "depthwise", "pointwise")
 """The strategies whose kernels take a thread count first and return a status (scratch memory can run out)."""
 
 FAMILIES: Final = ("forward", "grad_input", "grad_weight", "grad_bias")
@@ -76,6 +83,8 @@ class KernelPlan:
     # ``direct`` at stride 1: the input gradient's geometry when it runs on channels-last dy
     # (``direct.grad_input_nhwc``; ``direct`` then leaves it out), else None: along wide pixels
     grad_input_nhwc: Optional[DirectGeometry] = None
+    # ``depthwise``: where each tap reads along the rows (``depthwise.depthwise_geometry``)
+    depthwise: Optional[DepthwiseGeometry] = None
     # symbol -> array entry, for the printer; empty for loops. Not compared: the kernels already are.
     arrays: Mapping[sp.Symbol, ArrayEntry] = field(default_factory=dict, compare=False, repr=False)
 
@@ -101,47 +110,69 @@ def multiply_adds(spec: ConvSpec) -> int:
     return n * k * oh * ow * spec.group_in_channels * spec.kernel_size[0] * spec.kernel_size[1]
 
 
-def unsupported(spec: ConvSpec, strategy: str) -> Optional[str]:
-    """Why ``strategy`` cannot compile ``spec`` (a feature of the layer its templates do not handle), or None.
+def is_pointwise(spec: ConvSpec) -> bool:
+    """Whether ``spec`` is a dense 1x1 layer of stride 1 without padding (a matrix product per image).
 
-    >>> unsupported(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
-    'groups=2'
+    >>> is_pointwise(ConvSpec((56, 56), (1, 1), in_channels=96, out_channels=24)), is_pointwise(ConvSpec((8, 8), (1, 1), 2))
+    (True, False)
     """
-    if strategy in ("unrolled", "loops"):
-        return None
-    # ``gemm`` and ``direct`` pack dense channel blocks, pad both sides alike and always add a bias.
-    features = [f"groups={spec.groups}"] if spec.groups > 1 else []
-    if not spec.is_symmetric:
-        features.append("asymmetric padding")
-    if not spec.bias:
-        features.append("bias=False")
-    return ", ".join(features) or None
+    return (spec.kernel_size == (1, 1) and spec.stride == (1, 1) and spec.groups == 1
+            and spec.pad_begin == (0, 0) and spec.pad_end == (0, 0))
+
+
+def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
+    """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
+    symmetrically padded layers with a bias; ``depthwise`` needs groups == in_channels > 1; ``pointwise`` a dense 1x1 layer of stride 1 without padding.
+
+    >>> refusal(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
+    'the gemm strategy computes dense layers (groups 1) only, got groups 2'
+    >>> refusal(ConvSpec((8, 8), (2, 2), padding="same"), "direct")
+    'the direct strategy computes symmetric padding only, got pad_begin (0, 0) and pad_end (1, 1)'
+    """
+    if strategy in ("gemm", "direct"):
+        if spec.groups != 1:
+            return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
+        if not spec.is_symmetric:
+            return (f"the {strategy} strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
+                    f"pad_end {spec.pad_end}")
+        if not spec.bias:
+            return f"the {strategy} strategy always adds a bias, got bias=False; use 'loops' or 'unrolled'"
+    if strategy == "pointwise" and not is_pointwise(spec):
+        return (f"the pointwise strategy needs a dense 1x1 kernel, stride 1 and no padding, got "
+                f"{spec.describe()}")
+    if strategy == "depthwise" and not is_depthwise(spec):
+        return (f"the depthwise strategy needs groups == in_channels > 1, got groups {spec.groups} and "
+                f"in_channels {spec.in_channels}")
+    return None
 
 
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
-    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``
-    (``loops`` for a layer ``direct`` does not support). A strategy asked for that cannot compile the layer is
-    refused.
+    """The strategy asked for (ValueError if it cannot compute ``spec``: ``refusal``), or by the layer:
+    ``depthwise`` for depthwise layers, else ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else
+    ``direct`` (``loops`` for grouped or asymmetrically padded layers, which ``direct`` refuses).
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
     ('unrolled', 'direct')
-    >>> choose_strategy(ConvSpec((64, 64), (3, 3), padding="same", bias=False))
-    'loops'
+    >>> choose_strategy(ConvSpec((56, 56), (3, 3), padding=1, in_channels=96, out_channels=96, groups=96))
+    'depthwise'
     """
     if strategy is None:
+        if is_depthwise(spec):
+            return "depthwise"
+        if refusal(spec, "direct"):
+            return "loops"
         if multiply_adds(spec) <= UNROLL_LIMIT:
             return "unrolled"
-        return "direct" if unsupported(spec, "direct") is None else "loops"
+        return "pointwise" if is_pointwise(spec) else "direct"
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
+        raise ValueError(f"strategy must be {', '.join(map(repr, STRATEGIES))} or None, got {strategy!r}")
     if strategy == "unrolled" and multiply_adds(spec) > UNROLL_MAX:
         raise ValueError(f"strategy 'unrolled' is refused for {spec.describe()}: {multiply_adds(spec):,} "
                          f"multiply-adds per pass, over UNROLL_MAX = {UNROLL_MAX:,} (straight-line code that large "
                          f"takes many minutes and GBs to compile); use 'direct', 'gemm' or 'loops'")
-    reason = unsupported(spec, strategy)
-    if reason is not None:
-        raise ValueError(f"strategy {strategy!r} does not support {reason} yet ({spec.describe()}); "
-                         f"use 'loops' or 'unrolled'")
+    reason = refusal(spec, strategy)
+    if reason:
+        raise ValueError(reason)
     return strategy  # type: ignore[return-value]
 
 
@@ -291,7 +322,7 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     F_{11}*X_{11} + F_{12}*X_{12} + F_{21}*X_{21} + F_{22}*X_{22} + b
     """
     _check_size(spec)
-    chosen = choose_strategy(spec, strategy)
+    chosen = choose_strategy(spec, strategy)  # ValueError if ``strategy`` cannot compute ``spec``
     prefix = kernel_prefix(spec, dtype)
     bodies: dict[str, StraightLine] = {}
     arrays: dict[sp.Symbol, ArrayEntry] = {}
@@ -304,4 +335,6 @@ def lower(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str] = None
     nhwc_input = None
     if chosen == "direct" and grad_input_nhwc(spec, dtype):
         nhwc_input, direct = direct[-1], direct[:-1]
-    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input, arrays)
+    depthwise = depthwise_geometry(spec) if chosen == "depthwise" else None
+    return KernelPlan(spec, dtype, chosen, prefix, kernels, rows, cols, direct, fuse_relu, nhwc, nhwc_input,
+                      depthwise, arrays)

@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 
-TEMPLATE_VERSION: Final = 9
+TEMPLATE_VERSION: Final = 11
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -114,13 +114,15 @@ def prototype(kernel: Kernel, threads: bool = False) -> str:
     return text.rstrip("\n")
 
 
+GUARDED_STRATEGIES: Final = ("gemm", "direct")
 GUARDED_FAMILIES: Final = ("forward", "forward_relu", "grad_input", "grad_weight")
-"""The passes whose vector kernels multiply padding, or the spare columns of wide rows, by data: zero times an
-inf or a NaN is NaN, which would reach entries whose defining sums never read it. Their public function runs the
-vector kernel, then, if an output entry is not finite, the loops that follow the definition (a rare, slow path)."""
+"""The strategies and passes whose kernels multiply padding, or the spare columns of wide rows, by data: zero
+times an inf or a NaN is NaN, which would reach entries whose defining sums never read it. Their public function
+runs the vector kernel, then, if an output entry is not finite, the loops that follow the definition (a rare,
+slow path). Depthwise and pointwise kernels read only the taps inside the image, as the definition does."""
 
 
-def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[str, Any]:
+def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool, guarded: bool = False) -> dict[str, Any]:
     forward = kernel.name.removesuffix("_relu") if kernel.family == "forward_relu" else kernel.name
     view: dict[str, Any] = {
         "family": kernel.family,
@@ -129,7 +131,7 @@ def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[s
         "body": None if kernel.body is None else _body(kernel, printer),
         "forward": forward,  # the forward function a fused forward_relu calls
     }
-    if threads and kernel.family in GUARDED_FAMILIES:
+    if guarded and kernel.family in GUARDED_FAMILIES:
         def static(suffix: str, with_threads: bool) -> dict[str, Any]:
             renamed = replace(kernel, name=kernel.name + suffix)
             return {**view, "name": renamed.name, "prototype": "static " + prototype(renamed, with_threads),
@@ -178,9 +180,12 @@ def render(plan: KernelPlan) -> Sources:
         "direct": {g.name: g for g in plan.direct},
         "grad_weight_nhwc": plan.grad_weight_nhwc,
         "grad_input_nhwc": plan.grad_input_nhwc,
+        "dw": plan.depthwise,
+        "pointwise": plan.strategy == "pointwise",
         "output_entries": spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1],
         # vector kernels take a thread count first and return a status (scratch memory can run out).
-        "kernels": [_kernel_view(k, printer, plan.strategy in VECTOR_STRATEGIES) for k in plan.kernels],
+        "kernels": [_kernel_view(k, printer, plan.strategy in VECTOR_STRATEGIES, plan.strategy in GUARDED_STRATEGIES)
+                    for k in plan.kernels],
     }
     texts = {
         kind: environment().get_template(name).render(context, template=name)

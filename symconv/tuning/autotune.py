@@ -27,7 +27,7 @@ import numpy as np
 from .. import pipeline
 from ..build.cache import cache_root, environment_key, flags_key, host_fingerprint, locked, write_atomic
 from ..build.safety import check_root, private_dir, read_private
-from ..codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds
+from ..codegen.lowering import STRATEGIES, UNROLL_LIMIT, multiply_adds, refusal
 from ..codegen.plan import check_dtype
 from ..runtime.kernels import ConvKernels
 from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_weight
@@ -90,14 +90,19 @@ class Tuning:
 
 
 def default_candidates(spec: ConvSpec) -> tuple[str, ...]:
-    """``gemm`` and ``direct``, plus ``unrolled`` and ``loops`` up to ``UNROLL_LIMIT`` multiply-adds (above it,
-    derive + cse of ``unrolled`` alone takes longer than tuning is worth).
+    """The vector strategies that can compute ``spec`` (``gemm`` and ``direct`` for dense layers, ``depthwise``
+    for depthwise ones), plus ``unrolled`` and ``loops`` up to ``UNROLL_LIMIT`` multiply-adds (above it, derive
+    + cse of ``unrolled`` alone takes longer than tuning is worth) and ``loops`` when no vector strategy can.
 
     >>> default_candidates(ConvSpec((3, 3), (2, 2))), default_candidates(ConvSpec((64, 64), (3, 3)))
     (('unrolled', 'loops', 'gemm', 'direct'), ('gemm', 'direct'))
+    >>> default_candidates(ConvSpec((56, 56), (3, 3), padding=1, in_channels=96, out_channels=96, groups=96))
+    ('depthwise',)
     """
     small = multiply_adds(spec) <= UNROLL_LIMIT
-    return tuple(s for s in STRATEGIES if small or s in ("gemm", "direct"))
+    able = [s for s in STRATEGIES if refusal(spec, s) is None]
+    vector = [s for s in able if s in ("gemm", "direct", "depthwise", "pointwise")]
+    return tuple(s for s in able if small or s in vector or (not vector and s == "loops"))
 
 
 def _candidates(spec: ConvSpec, candidates: Optional[Sequence[str]]) -> tuple[str, ...]:
@@ -111,6 +116,10 @@ def _candidates(spec: ConvSpec, candidates: Optional[Sequence[str]]) -> tuple[st
         raise ValueError(f"unknown candidate strategies {unknown!r}; choose from {list(STRATEGIES)}")
     if not names:
         raise ValueError(f"candidates must name at least one of {list(STRATEGIES)}")
+    for name in names:
+        reason = refusal(spec, name)
+        if reason:
+            raise ValueError(f"candidate {name!r} cannot compute {spec.describe()}: {reason}")
     return tuple(s for s in STRATEGIES if s in names)  # one order, so that equal sets share a record
 
 
@@ -220,7 +229,7 @@ def tune(spec: ConvSpec, dtype: str = "float32", *, threads: Optional[int] = Non
     >>> tune(ConvSpec((3, 3), (2, 2)), candidates=["gemm", "bogus"])
     Traceback (most recent call last):
     ...
-    ValueError: unknown candidate strategies ['bogus']; choose from ['unrolled', 'loops', 'gemm', 'direct']
+    ValueError: unknown candidate strategies ['bogus']; choose from ['unrolled', 'loops', 'gemm', 'direct', 'depthwise', 'pointwise']
     """
     if not isinstance(spec, ConvSpec):
         raise TypeError(f"spec must be a ConvSpec, got {type(spec).__name__}")

@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..codegen.depthwise import is_depthwise
 from ..codegen.lowering import kernel_prefix, multiply_adds
 from ..codegen.plan import CTYPES
 from ..console import positive
@@ -21,7 +22,8 @@ from ..symbolic.reference import conv2d_forward, conv2d_grad_input, conv2d_grad_
 from ..symbolic.spec import ConvSpec
 
 __all__ = ["SYMBOLIC_SUITE", "symbolic_table", "KERNEL_SUITE", "PASSES", "KernelRow", "kernel_rows", "kernel_table",
-           "add_kernel_flags", "call_overhead", "run_kernel_benchmark", "arguments", "symconv_calls", "measure"]
+           "add_kernel_flags", "call_overhead", "run_kernel_benchmark", "arguments", "symconv_calls", "measure",
+           "moved_bytes"]
 
 SYMBOLIC_SUITE: tuple[ConvSpec, ...] = (
     ConvSpec((3, 3), (2, 2)),
@@ -97,8 +99,13 @@ KERNEL_SUITE: tuple[tuple[str, ConvSpec], ...] = (
     ("cifar 32x3->16", ConvSpec((32, 32), (3, 3), padding=1, batch=32, in_channels=3, out_channels=16)),
     ("s2 32x16->32", ConvSpec((16, 16), (3, 3), stride=2, padding=1, batch=32, in_channels=16, out_channels=32)),
     ("resnet 8x64->64", ConvSpec((56, 56), (3, 3), padding=1, batch=8, in_channels=64, out_channels=64)),
+    ("mobilenet dw 8x96", ConvSpec((56, 56), (3, 3), padding=1, batch=8, in_channels=96, out_channels=96, groups=96)),
+    ("mobilenet dw s2 8x96", ConvSpec((56, 56), (3, 3), stride=2, padding=1, batch=8, in_channels=96,
+                                      out_channels=96, groups=96)),
+    ("pointwise 8x96->24", ConvSpec((56, 56), (1, 1), batch=8, in_channels=96, out_channels=24)),
 )
-"""(name, layer) of the kernel benchmark: from the textbook example to a ResNet stage."""
+"""(name, layer) of the kernel benchmark: from the textbook example to a ResNet stage and a MobileNet block's
+depthwise and pointwise layers."""
 
 PASSES: tuple[str, ...] = ("forward", "grad_input", "grad_weight")
 
@@ -115,11 +122,29 @@ class KernelRow:
     torch: Optional[float]
     numpy: Optional[float]
     peak: float  # the machine's measured GFLOP/s at this dtype and thread count
+    moved: int = 0  # bytes a pass must read and write at least (its arrays once), for memory-bound layers
+    bandwidth: Optional[float] = None  # the machine's measured GB/s at this thread count, for those layers
 
     @property
     def gflops(self) -> float:
-        """Useful work (2 N K C Ho Wo R S flops, taps on padding included, as is customary) over time."""
+        """Useful work (2 N K (C / groups) Ho Wo R S flops, taps on padding included, as is customary) over time."""
         return 2 * multiply_adds(self.spec) / self.symconv / 1e9
+
+    @property
+    def gbs(self) -> float:
+        """The bytes of the pass's arrays over time: the memory bandwidth the kernel sustains at least."""
+        return self.moved / self.symconv / 1e9
+
+
+def moved_bytes(spec: ConvSpec, family: str, itemsize: int) -> int:
+    """Bytes of the arrays a pass reads and writes, each once: its least memory traffic.
+
+    >>> moved_bytes(ConvSpec((3, 3), (2, 2)), "forward", 4)  # x 9, w 4, b 1, y 4 entries
+    72
+    """
+    sizes = {"x": spec.input_shape, "w": spec.weight_shape, "b": (spec.out_channels,), "y": spec.output_shape}
+    arrays = {"forward": ("x", "w", "b", "y"), "grad_input": ("y", "w", "x"), "grad_weight": ("x", "y", "w")}
+    return itemsize * sum(int(np.prod(sizes[name])) for name in arrays[family])
 
 
 def arguments(spec: ConvSpec, dtype: str) -> dict[str, np.ndarray]:
@@ -150,13 +175,14 @@ def _numpy_calls(spec: ConvSpec, a: dict[str, np.ndarray]) -> dict[str, Callable
 
 def _torch_calls(torch: Any, spec: ConvSpec, a: dict[str, np.ndarray]) -> dict[str, Callable[[], object]]:
     t = {name: torch.from_numpy(value) for name, value in a.items()}  # shares memory, no copy
-    geometry = dict(stride=list(spec.stride), padding=list(spec.padding), dilation=list(spec.dilation))
+    geometry = dict(stride=list(spec.stride), padding=list(spec.padding), dilation=list(spec.dilation),
+                    groups=spec.groups)
     conv = torch.nn.functional.conv2d
     backward = torch.ops.aten.convolution_backward
 
     def grad(mask: list[bool]) -> Callable[[], object]:
         return lambda: backward(t["dy"], t["x"], t["w"], None, geometry["stride"], geometry["padding"],
-                                geometry["dilation"], False, [0, 0], 1, mask)
+                                geometry["dilation"], False, [0, 0], spec.groups, mask)
 
     return {"forward": lambda: conv(t["x"], t["w"], t["b"], **geometry),
             "grad_input": grad([True, False, False]), "grad_weight": grad([False, True, False])}
@@ -204,7 +230,7 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
                 budget: float = 2.0) -> list[KernelRow]:
     """Measure the suite (or the layers whose names contain one of ``names``) at each thread count."""
     from ..pipeline import compile_conv
-    from .peak import peak_gflops
+    from .peak import bandwidth_gbs, peak_gflops
 
     torch: Any
     try:
@@ -215,6 +241,7 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
     rows = []
     for count in threads:
         peak = peak_gflops(dtype, count, seconds=1.0)  # best of 5 runs of 0.2 s: robust on a noisy machine
+        memory = bandwidth_gbs(count, runs=10) if any(is_depthwise(s) for _, s in suite) else None
         if torch is not None:
             torch.set_num_threads(count)
         for name, spec in suite:
@@ -225,9 +252,12 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
             if numpy:
                 impls["numpy"] = _numpy_calls(spec, a)
             times = measure(impls, repeats, target, budget)
+            bound = is_depthwise(spec)  # memory-bound: reported against the bandwidth too
             for family in PASSES:
                 rows.append(KernelRow(name, spec, family, count, times["symconv", family],
-                                      times.get(("torch", family)), times.get(("numpy", family)), peak))
+                                      times.get(("torch", family)), times.get(("numpy", family)), peak,
+                                      moved_bytes(spec, family, np.dtype(dtype).itemsize) if bound else 0,
+                                      memory if bound else None))
     return rows
 
 
@@ -240,7 +270,8 @@ def kernel_table(rows: Sequence[KernelRow]) -> str:
     has_torch = any(r.torch is not None for r in rows)
     has_numpy = any(r.numpy is not None for r in rows)
     header = ["layer", "pass", "thr", "symconv µs"] + ["torch µs"] * has_torch + ["numpy µs"] * has_numpy
-    header += ["sym/torch"] * has_torch + ["GFLOP/s", "% peak"]
+    has_memory = any(r.bandwidth is not None for r in rows)
+    header += ["sym/torch"] * has_torch + ["GFLOP/s", "% peak"] + ["GB/s", "% bw"] * has_memory
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [r.name, r.family, str(r.threads), _us(r.symconv)]
@@ -248,11 +279,18 @@ def kernel_table(rows: Sequence[KernelRow]) -> str:
         if has_torch:
             cells.append("-" if r.torch is None else f"{r.symconv / r.torch:.2f}")
         cells += [f"{r.gflops:.1f}", f"{100 * r.gflops / r.peak:.0f}"]
+        if has_memory:
+            cells += ["-", "-"] if r.bandwidth is None else [f"{r.gbs:.1f}", f"{100 * r.gbs / r.bandwidth:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     peaks = sorted({(r.threads, r.peak) for r in rows})
     lines.append("")
     lines.append("Measured FMA peak: " + ", ".join(
         f"{p:.0f} GFLOP/s at {t} thread{'s' * (t > 1)} ({p / t:.0f} per thread)" for t, p in peaks))
+    memory = sorted({(r.threads, r.bandwidth) for r in rows if r.bandwidth is not None})
+    if memory:
+        lines.append("Measured memory bandwidth (STREAM scale, read + write): " + ", ".join(
+            f"{b:.1f} GB/s at {t} thread{'s' * (t > 1)}" for t, b in memory)
+            + "; GB/s of a depthwise pass: the bytes of its arrays, each once, over its time")
     return "\n".join(lines)
 
 
