@@ -23,11 +23,11 @@ from .sparse import Poly
 from .spec import ConvSpec
 from .transpose import ConvTransposeSpec
 
-__all__ = ["forward", "grad_input", "grad_weight", "grad_bias", "reference_forward", "reference_grad_input",
+__all__ = ["group_conv", "forward", "grad_input", "grad_weight", "grad_bias", "reference_forward", "reference_grad_input",
            "reference_grad_weight", "reference_grad_bias"]
 
 
-def _group_conv(spec: ConvTransposeSpec) -> ConvSpec:
+def group_conv(spec: ConvTransposeSpec) -> ConvSpec:
     """The corresponding convolution of one group (groups = 1), whose closed forms each group's channels use."""
     c = spec.conv
     return ConvSpec(c.input_size, c.kernel_size, c.stride, c.padding_sides, c.dilation,
@@ -51,7 +51,7 @@ def _extended(spec: ConvTransposeSpec, X: np.ndarray) -> np.ndarray:
 
 def forward(spec: ConvTransposeSpec, X: np.ndarray, F: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Y = conv.grad_input(X, F) (+ b): the input gradient of the corresponding convolution, group by group."""
-    conv, Xe = _group_conv(spec), _extended(spec, X)
+    conv, Xe = group_conv(spec), _extended(spec, X)
     Y = zeros(spec.output_shape)
     for c_in, c_out in _groups(spec):
         Y[:, c_out] = forms.grad_input(conv, F[c_in], Xe[:, c_in])
@@ -62,7 +62,7 @@ def forward(spec: ConvTransposeSpec, X: np.ndarray, F: np.ndarray, b: np.ndarray
 
 def grad_input(spec: ConvTransposeSpec, F: np.ndarray, G: np.ndarray) -> np.ndarray:
     """dE/dX = conv.forward(dE/dY, F) without bias, cropped to X: the convolution's forward applied to dE/dY."""
-    conv, (h, w) = _group_conv(spec), spec.input_size
+    conv, (h, w) = group_conv(spec), spec.input_size
     no_bias = np.full(conv.out_channels, ZERO, dtype=object)
     dX = zeros(spec.input_shape)
     for c_in, c_out in _groups(spec):
@@ -72,7 +72,7 @@ def grad_input(spec: ConvTransposeSpec, F: np.ndarray, G: np.ndarray) -> np.ndar
 
 def grad_weight(spec: ConvTransposeSpec, X: np.ndarray, G: np.ndarray) -> np.ndarray:
     """dE/dF = conv.grad_weight(dE/dY, X): the convolution's weight gradient with input and gradient swapped."""
-    conv, Xe = _group_conv(spec), _extended(spec, X)
+    conv, Xe = group_conv(spec), _extended(spec, X)
     dF = zeros(spec.weight_shape)
     for c_in, c_out in _groups(spec):
         dF[c_in] = forms.grad_weight(conv, G[:, c_out], Xe[:, c_in])
