@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import ConvSpec, IntOrPair, Pair, PaddingArg, _as_count, _padding_sides, as_pair
+from .spec import ConvSpec, IntOrPair, PaddingArg, Pair, _as_count, _padding_sides, as_pair
 
 __all__ = ["ConvTransposeSpec"]
 

@@ -37,7 +37,7 @@ def scatter_taps(spec: ConvTransposeSpec) -> Iterator[tuple[Index, Index, Index]
     [(0, 0), (1, 0), (2, 0), (3, 0)]
     """
     (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.pad_begin, spec.dilation
-    (H, W), (R, S), (Ho, Wo) = spec.input_size, spec.kernel_size, spec.output_size
+    (R, S), (Ho, Wo) = spec.kernel_size, spec.output_size
     cin_g, cout_g = spec.in_channels // spec.groups, spec.out_channels // spec.groups
     for n, c, i, j in positions(spec.input_shape):
         group = c // cin_g
