@@ -268,8 +268,8 @@ def compile_network(network: Network, dtype: str = "float32", *, params: Optiona
                                    fuse_relu=i in fused)
             stages.append(Stage(i, "conv_relu" if i in fused else "conv", kernels, shapes[i + 1]))
         elif isinstance(op, ConvTransposeSpec):  # the convolution's kernels, behind the transpose's names
-            kernels = compile_conv_transpose(op, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir)
-            stages.append(Stage(i, "conv", kernels, shapes[i + 1]))
+            transpose = compile_conv_transpose(op, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir)
+            stages.append(Stage(i, "conv", transpose, shapes[i + 1]))
         elif op is None:
             stages.append(Stage(i, "flatten", None, shapes[i + 1]))
         else:

@@ -96,6 +96,6 @@ def transpose_latex(obj: Union[TransposeDerivation, TransposeProofReport], *, te
     names = [f"Y{str(s)[len('dE/dY'):]}" for s in to_numpy(obj.grad_output).flat]
     blocks = [closed_form_rows(obj.spec, o.bias), _rows(names, list(output), printer, o.max_entries)]
     for wrt in ("input", "weight", "bias") if o.bias and obj.spec.bias else ("input", "weight"):
-        lhs = [partial("E", printer.doprint(t)) for t in to_numpy(obj.tensor(wrt)).flat]  # type: ignore[arg-type]
-        blocks.append(_rows(lhs, list(to_numpy(obj.gradient(wrt)).flat), printer, o.max_entries))  # type: ignore[arg-type]
+        lhs = [partial("E", printer.doprint(t)) for t in to_numpy(obj.tensor(wrt)).flat]
+        blocks.append(_rows(lhs, list(to_numpy(obj.gradient(wrt)).flat), printer, o.max_entries))
     return "\\begin{gathered}\n" + " \\\\[2ex]\n".join(_aligned(rows) for rows in blocks) + "\n\\end{gathered}"

@@ -83,7 +83,7 @@ def prove_transpose(spec_or_derivation: Union[ConvTransposeSpec, TransposeDeriva
     table = SymbolTable(d.symbols)
 
     def polys(array: object) -> np.ndarray:
-        values = to_numpy(array)  # type: ignore[arg-type]
+        values = to_numpy(array)
         out = np.empty(values.shape, dtype=object)
         for index in positions(values.shape):
             out[index] = table.encode(values[index])
