@@ -12,33 +12,43 @@ from .version import __version__ as __version__
 # mypy treats any constant of this name as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .pipeline import compile_conv
+    from .pipeline import compile_conv, compile_conv_transpose
     from .printing.document import latex_document
     from .printing.latex import latex
     from .proofs.conv import Proof, ProofReport, check, prove
     from .proofs.general import GeneralProofReport, GeneralSpec, check_general, prove_general
+    from .proofs.transpose import TransposeProofReport, prove_transpose
     from .runtime.kernels import ConvKernels
+    from .runtime.transpose import ConvTransposeKernels
     from .symbolic import forms as forms
     from .symbolic.derive import Derivation, derive
     from .symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
     from .symbolic.losses import CrossEntropyLoss, MSELoss
     from .symbolic.network import Network
     from .symbolic.spec import ConvSpec
+    from .symbolic.transpose import ConvTransposeSpec
+    from .symbolic.transpose_derive import TransposeDerivation, derive_transpose
+    from .symbolic.transpose_layer import ConvTranspose2d
     from .tuning.autotune import Tuning, tune, tuned_kernels
 
 _HOMES = {
-    ".pipeline": ("compile_conv",),
+    ".pipeline": ("compile_conv", "compile_conv_transpose"),
     ".printing.document": ("latex_document",),
     ".printing.latex": ("latex",),
     ".proofs.conv": ("Proof", "ProofReport", "check", "prove"),
     ".proofs.general": ("GeneralProofReport", "GeneralSpec", "check_general", "prove_general"),
+    ".proofs.transpose": ("TransposeProofReport", "prove_transpose"),
     ".runtime.kernels": ("ConvKernels",),
+    ".runtime.transpose": ("ConvTransposeKernels",),
     ".symbolic": ("forms",),
     ".symbolic.derive": ("Derivation", "derive"),
     ".symbolic.layers": ("AvgPool2d", "Conv2d", "Dense", "Flatten", "MaxPool2d", "ReLU"),
     ".symbolic.losses": ("CrossEntropyLoss", "MSELoss"),
     ".symbolic.network": ("Network",),
     ".symbolic.spec": ("ConvSpec",),
+    ".symbolic.transpose": ("ConvTransposeSpec",),
+    ".symbolic.transpose_derive": ("TransposeDerivation", "derive_transpose"),
+    ".symbolic.transpose_layer": ("ConvTranspose2d",),
     ".tuning.autotune": ("Tuning", "tune", "tuned_kernels"),
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names}
@@ -71,6 +81,14 @@ __all__ = [
     "Dense",
     "MSELoss",
     "CrossEntropyLoss",
+    "ConvTransposeSpec",
+    "ConvTranspose2d",
+    "TransposeDerivation",
+    "derive_transpose",
+    "prove_transpose",
+    "TransposeProofReport",
+    "compile_conv_transpose",
+    "ConvTransposeKernels",
 ]
 
 

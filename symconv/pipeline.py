@@ -42,13 +42,15 @@ from .runtime.checked_call import checked_call_module
 from .runtime.kernels import ConvKernels, check_threads, default_threads
 from .runtime.layer_kernels import KERNEL_CLASSES, LayerKernels
 from .runtime.network import CompiledNetwork, Stage, own_params
+from .runtime.transpose import ConvTransposeKernels
 from .symbolic.layers import Conv2d, ReLU
 from .symbolic.network import Network
 from .symbolic.spec import ConvSpec
+from .symbolic.transpose import ConvTransposeSpec
 from .templating import TEMPLATES_DIR
 from .version import __version__
 
-__all__ = ["compile_conv", "compile_layers", "compile_network", "build_options", "write_sources",
+__all__ = ["compile_conv", "compile_conv_transpose", "compile_layers", "compile_network", "build_options", "write_sources",
            "FLOAT32_UNIT_ROUNDOFF"]
 
 FLOAT32_UNIT_ROUNDOFF: Final = 2.0**-24
@@ -185,6 +187,28 @@ def compile_conv(spec: ConvSpec, dtype: str = "float32", strategy: Optional[str 
         return _loaded.setdefault(memo, compiled)
 
 
+def compile_conv_transpose(spec: ConvTransposeSpec, dtype: str = "float32",
+                           strategy: Optional[str | Mapping[str, str]] = None, **options: object) -> ConvTransposeKernels:
+    """Compile the kernels of a transposed convolution: those of its corresponding convolution, ``spec.conv``.
+
+    The transpose's forward runs the convolution's ``grad_input`` kernel, its ``grad_input`` the convolution's
+    ``forward`` and its ``grad_weight`` the convolution's ``grad_weight`` (arrays swapped). ``strategy`` and
+    ``options`` (cflags, arch, threads, cache_dir) are ``compile_conv``'s, for the convolution's passes.
+    ``bias=False`` specs compile the same kernels; their ``forward`` takes ``b=None`` only.
+
+    >>> compile_conv_transpose(ConvTransposeSpec((3, 3), (2, 2)), "float16")
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype must be one of ['float32', 'float64'], got 'float16'
+    """
+    if not isinstance(spec, ConvTransposeSpec):
+        raise TypeError(f"spec must be a ConvTransposeSpec, got {type(spec).__name__}")
+    if spec.groups > 1:  # the convolution kernels of this version compute every channel pair: refuse, not guess
+        raise ValueError(f"compile_conv_transpose: groups={spec.groups} needs grouped convolution kernels, which "
+                         f"this version does not have (derive_transpose and prove_transpose take groups)")
+    return ConvTransposeKernels(spec, compile_conv(spec.conv, dtype, strategy, **options))  # type: ignore[arg-type]
+
+
 def _per_pass(strategy: Mapping[str, str]) -> dict[str, str]:
     if set(strategy) != set(FAMILIES):
         raise ValueError(f"a strategy per pass must name the passes {list(FAMILIES)}, got {sorted(strategy)}")
@@ -251,6 +275,9 @@ def compile_network(network: Network, dtype: str = "float32", *, params: Optiona
             kernels = compile_conv(op, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir,
                                    fuse_relu=i in fused)
             stages.append(Stage(i, "conv_relu" if i in fused else "conv", kernels, shapes[i + 1]))
+        elif isinstance(op, ConvTransposeSpec):  # the convolution's kernels, behind the transpose's names
+            transpose = compile_conv_transpose(op, dtype, cflags=cflags, arch=arch, threads=threads, cache_dir=cache_dir)
+            stages.append(Stage(i, "conv", transpose, shapes[i + 1]))
         elif op is None:
             stages.append(Stage(i, "flatten", None, shapes[i + 1]))
         else:

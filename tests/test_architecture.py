@@ -39,6 +39,8 @@ UPWARD_CONVENIENCES = {
     ("symconv.symbolic.derive", "_repr_latex_"),     # Jupyter shows a Derivation as LaTeX
     ("symconv.proofs.conv", "_repr_latex_"),         # ... and a Proof or ProofReport
     ("symconv.proofs.general.report", "_repr_latex_"),  # ... and a GeneralProof or GeneralProofReport
+    ("symconv.symbolic.transpose_derive", "_repr_latex_"),  # ... and a TransposeDerivation
+    ("symconv.proofs.transpose", "_repr_latex_"),    # ... and a TransposeProofReport
     ("symconv.symbolic.network", "prove"),           # Network.prove(): the network proofs of its derivation
     ("symconv.symbolic.network", "compile"),         # Network.compile(): pipeline.compile_network(self)
     ("symconv.cli", "_cmd_import"),                  # `symconv import`: the ONNX bridge, an optional extra

@@ -15,6 +15,8 @@ from ..symbolic.layer_base import Layer
 from ..symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
 from ..symbolic.losses import CrossEntropyLoss, Loss, MSELoss
 from ..symbolic.spec import ConvSpec, Pair, as_pair
+from ..symbolic.transpose import ConvTransposeSpec
+from ..symbolic.transpose_layer import ConvTranspose2d
 from .plan import CTYPES, INDEX_DTYPE, Arg, Kernel, check_dtype
 
 __all__ = [
@@ -293,14 +295,14 @@ def lower_layer(op: LayerOp, dtype: str) -> LayerPlan:
     return LayerPlan(op, dtype, prefix, kernels, tuple(op.constants().items()))
 
 
-def layer_op(layer: Layer, input_shape: tuple[int, ...]) -> ConvSpec | LayerOp | None:
+def layer_op(layer: Layer, input_shape: tuple[int, ...]) -> ConvSpec | ConvTransposeSpec | LayerOp | None:
     """A network's layer on its input shape -> what its kernels are lowered from: a convolution's ``ConvSpec``
-    (``lowering.lower``), the other layers' ``LayerOp`` (``lower_layer``), or None for ``Flatten`` (a view).
+    (``lowering.lower``; a transposed convolution's ``ConvTransposeSpec``, run by its convolution's kernels), the other layers' ``LayerOp`` (``lower_layer``), or None for ``Flatten`` (a view).
 
     >>> layer_op(ReLU(), (2, 3))
     ReLUOp(shape=(2, 3))
     """
-    if isinstance(layer, Conv2d):
+    if isinstance(layer, (Conv2d, ConvTranspose2d)):
         return layer.spec(input_shape)
     if isinstance(layer, ReLU):
         return ReLUOp(input_shape)

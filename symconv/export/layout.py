@@ -18,6 +18,7 @@ from ..codegen.plan import CTYPES, Kernel, check_dtype
 from ..symbolic.losses import CrossEntropyLoss
 from ..symbolic.network import Network
 from ..symbolic.spec import ConvSpec
+from ..symbolic.transpose import ConvTransposeSpec
 
 __all__ = ["PORTABLE_STRATEGIES", "ALIGNMENT", "Buffer", "Param", "Call", "Step", "Library", "plan_library"]
 
@@ -187,6 +188,8 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
     steps_forward: list[tuple[str, tuple[Call, ...]]] = []
     for i, layer in enumerate(body):  # forward: each layer's output gets its own buffer (backward reads them)
         op = layer_op(layer, shapes[i])
+        if isinstance(op, ConvTransposeSpec):
+            raise ValueError(f"export: layer {i} ({layer.describe()}) is not exported yet (compile it instead)")
         ops.append(op)
         out = f"a{i + 1}"
         if op is None:  # Flatten: a view of the same C-contiguous memory

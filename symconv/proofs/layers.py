@@ -45,6 +45,11 @@ STATEMENTS: dict[str, dict[str, str]] = {
         "weight": "dE/dF = Correlation(pad(X, p), dilate(dE/dY, s)), summed over the batch",
         "bias": "dE/db_k = sum of dE/dY[:, k] over batch and space",
     },
+    "ConvTranspose2d": {
+        "input": "dE/dX = Correlation(pad(dE/dY, p), dilate(F, d), stride s): the convolution's forward pass",
+        "weight": "dE/dF = Correlation(pad(dE/dY, p), dilate(X, s)): the convolution's weight gradient, swapped",
+        "bias": "dE/db_k = sum of dE/dY[:, k] over batch and space",
+    },
     "ReLU": {"input": "dE/dX = dE/dY * [X > 0]"},
     "MaxPool2d": {"input": "dE/dX = dE/dY routed to each window's winner, overlapping windows adding up"},
     "AvgPool2d": {"input": "dE/dX = dE/dY / (kh*kw) spread evenly over each window's real cells, windows adding up"},

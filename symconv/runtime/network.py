@@ -41,7 +41,7 @@ class Stage:
 
     def forward(self, x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         k = self.kernels
-        if self.kind in ("conv", "dense"):
+        if self.kind in ("conv", "dense"):  # a layer without a bias (bias=False) passes None
             return k.forward(x, params[f"{self.index}.weight"], params.get(f"{self.index}.bias")), None
         if self.kind == "conv_relu":
             return k.forward_relu(x, params[f"{self.index}.weight"], params.get(f"{self.index}.bias")), None

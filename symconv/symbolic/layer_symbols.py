@@ -14,6 +14,7 @@ import sympy as sp
 
 from .layer_base import Layer, Shape
 from .layers import Conv2d
+from .transpose_layer import ConvTranspose2d
 
 __all__ = ["symbol_tensor", "parameter_letter", "exact_rational"]
 
@@ -36,7 +37,7 @@ def symbol_tensor(letter: str, shape: Shape, layer: Optional[int] = None) -> np.
 
 def parameter_letter(layer: Layer, name: str) -> str:
     """F for a convolution's filter (as ``symbols``), W for a dense weight, b for biases."""
-    return "b" if name == "bias" else ("F" if isinstance(layer, Conv2d) else "W")
+    return "b" if name == "bias" else ("F" if isinstance(layer, (Conv2d, ConvTranspose2d)) else "W")
 
 
 def exact_rational(value: Any, name: str) -> sp.Rational:
