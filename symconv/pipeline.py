@@ -203,9 +203,6 @@ def compile_conv_transpose(spec: ConvTransposeSpec, dtype: str = "float32",
     """
     if not isinstance(spec, ConvTransposeSpec):
         raise TypeError(f"spec must be a ConvTransposeSpec, got {type(spec).__name__}")
-    if spec.groups > 1:  # the convolution kernels of this version compute every channel pair: refuse, not guess
-        raise ValueError(f"compile_conv_transpose: groups={spec.groups} needs grouped convolution kernels, which "
-                         f"this version does not have (derive_transpose and prove_transpose take groups)")
     return ConvTransposeKernels(spec, compile_conv(spec.conv, dtype, strategy, **options))  # type: ignore[arg-type]
 
 
