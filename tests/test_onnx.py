@@ -53,13 +53,16 @@ def test_a_helper_built_cnn_agrees_with_onnx_runtime() -> None:
              helper.make_node("Reshape", ["d", "shape"], ["e"]),
              helper.make_node("MatMul", ["e", "m.w"], ["f"]), helper.make_node("Add", ["m.b", "f"], ["g"])]
     inits += [_init("m.w", (12, 4)), _init("m.b", (4,))]
-    imported = so.load(_model(nodes, inits, ["N", 2, 8, 6]), input_shape=(2, 2, 8, 6))
-    layers = imported.network.layers
+    model = _model(nodes, inits, ["N", 2, 8, 6])
+    net = so.load(model, input_shape=(2, 2, 8, 6))
+    layers = net.layers
     assert [type(layer) for layer in layers] == [Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Dense, MSELoss]
     assert layers[0] == Conv2d(3, (3, 3), (2, 1), (1, 1), (1, 2))
-    assert not imported.softmax and imported.network.shapes[-1] == (2, 4)
-    assert set(imported.params) == set(imported.network.parameter_shapes())
-    result = so.agreement(imported, dtype="float64")
+    assert net.shapes[-1] == (2, 4)
+    assert net.params is not None and list(net.params) == list(net.parameter_shapes())
+    np.testing.assert_array_equal(net.params["0.weight"], numpy_helper.to_array(inits[0]))
+    np.testing.assert_array_equal(net.params["5.bias"], numpy_helper.to_array(inits[-1]))  # MatMul + Add's bias
+    result = so.agreement(net, model, dtype="float64")
     assert result.holds and result.compiled < 1e-5, result
 
 
@@ -70,9 +73,10 @@ def _same_pad_model(auto_pad: str, kernel: int, stride: int) -> Any:
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 def test_auto_pad_where_symmetric(auto_pad: str) -> None:
-    imported = so.load(_same_pad_model(auto_pad, 3, 1))
-    assert imported.network.layers[0].padding == ((0, 0) if auto_pad == "VALID" else (1, 1))
-    assert so.agreement(imported).holds
+    model = _same_pad_model(auto_pad, 3, 1)
+    net = so.load(model)
+    assert net.layers[0].padding == ((0, 0) if auto_pad == "VALID" else (1, 1))
+    assert so.agreement(net, model).holds
 
 
 def _node(op: str, **attrs: Any) -> tuple[Any, list[Any]]:
@@ -99,7 +103,7 @@ def test_symbolic_dimensions_are_pinned_or_refused() -> None:
     model = _model([helper.make_node("Relu", ["x"], ["y"])], [], ["batch", 3])
     with pytest.raises(ValueError, match="symbolic dimension 'batch' on axis 0: pass input_shape"):
         so.load(model)
-    assert so.load(model, input_shape=(5, 3)).network.input_shape == (5, 3)
+    assert so.load(model, input_shape=(5, 3)).input_shape == (5, 3)
     with pytest.raises(ValueError, match="fixes it at 3"):
         so.load(model, input_shape=(5, 4))
 
@@ -142,14 +146,14 @@ def test_a_mobilenet_like_block_exported_from_pytorch() -> None:
     block = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(),
                           nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(8, 5), nn.Softmax(dim=1))
-    imported = so.load(_exported(block, (2, 3, 12, 12)))
-    assert imported.softmax and isinstance(imported.network.loss, CrossEntropyLoss)
-    assert imported.network.shapes[-1] == (2, 5)
+    model = _exported(block, (2, 3, 12, 12))
+    net = so.load(model)
+    assert isinstance(net.loss, CrossEntropyLoss) and net.shapes[-1] == (2, 5)
     x = np.random.default_rng(3).standard_normal((2, 3, 12, 12))
     with torch.no_grad():
         expected = block(torch.from_numpy(x).float()).double().numpy()
-    np.testing.assert_allclose(imported.reference(x), expected, rtol=1e-5, atol=1e-6)
-    assert so.agreement(imported).holds
+    np.testing.assert_allclose(so.graph_output(net, net.reference_forward(x).output), expected, rtol=1e-5, atol=1e-6)
+    assert so.agreement(net, model).holds
 
 
 def test_depthwise_convolution_is_refused() -> None:
@@ -165,9 +169,10 @@ def test_the_loaded_network_proves() -> None:
              helper.make_node("Gemm", ["c", "d.w", "d.b"], ["d"], transB=1, alpha=0.5),
              helper.make_node("Softmax", ["d"], ["p"])]
     inits += [_init("d.w", (3, 8)), _init("d.b", (3,))]
-    imported = so.load(_model(nodes, inits, [1, 1, 3, 3]))
-    np.testing.assert_allclose(imported.params["3.weight"], 0.5 * numpy_helper.to_array(inits[2]), rtol=1e-7)
-    assert imported.network.prove().holds
+    net = so.load(_model(nodes, inits, [1, 1, 3, 3]))
+    assert net.params is not None
+    np.testing.assert_allclose(net.params["3.weight"], 0.5 * numpy_helper.to_array(inits[2]), rtol=1e-7)
+    assert net.prove().holds
 
 
 def test_an_attribute_no_handler_reads_is_refused() -> None:
