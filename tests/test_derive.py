@@ -139,3 +139,42 @@ def test_entries_are_the_trees_sympys_own_constructors_build(spec):
             rebuilt = sp.Add(*(sp.Mul(*term.args) if term.is_Mul else term for term in sp.Add.make_args(entry)))
             # == and .args see the stored order of the terms (srepr prints them sorted whatever it is)
             assert entry == rebuilt and entry.args == rebuilt.args and hash(entry) == hash(rebuilt), (name, entry)
+
+
+def test_without_bias_the_textbook_case_is_exactly_the_seeds_4_4_9_equations():
+    d = derive(ConvSpec((3, 3), (2, 2), bias=False))
+    assert d.bias.shape == d.grad_bias.shape == (0,)
+    assert set(d.symbols.values()) == {(name, index) for name, shape in
+                                       (("input", (1, 1, 3, 3)), ("weight", (1, 1, 2, 2)), ("grad_output", (1, 1, 2, 2)))
+                                       for index in positions(shape)}
+    forward = {(i, j): d.output[0, 0, i, j] for i, j in positions((2, 2))}
+    assert forward == {ij: sp.Add(*(sym(f) * sym(x) for f, x in products(line)))
+                       for ij, line in PUBLISHED_FORWARD.items()}
+    assert [sp.sstr(t) for t in d.forward_terms((0, 0, 0, 0))] == ["F_{11}*X_{11}", "F_{12}*X_{12}",
+                                                                  "F_{21}*X_{21}", "F_{22}*X_{22}"]
+    grad_weight = {(m, n): d.grad_weight[0, 0, m, n] for m, n in positions((2, 2))}
+    assert grad_weight == {mn: sp.Add(*(sym("dE/d" + o) * sym(x) for o, x in products(line)))
+                           for mn, line in PUBLISHED_GRAD_WEIGHT.items()}
+    outputs = ["O_{11}", "O_{12}", "O_{21}", "O_{22}"]
+    grad_input = {(i, j): [sp.sstr(t.local) for t in d.chain_rule("input", (0, 0, i, j))] for i, j in positions((3, 3))}
+    assert grad_input == PUBLISHED_GRAD_INPUT
+    for (i, j), locals_ in PUBLISHED_GRAD_INPUT.items():
+        assert d.grad_input[0, 0, i, j] == sp.Add(*(sym("dE/d" + o) * (0 if f == "0" else sym(f))
+                                                     for o, f in zip(outputs, locals_)))
+
+
+def test_grouped_outputs_read_only_their_group():
+    spec = ConvSpec((3, 3), (2, 2), in_channels=4, out_channels=6, groups=2)
+    d = derive(spec)
+    for k in range(6):
+        channels = {d.symbols[s][1][1] for s in d.output[0, k, 0, 0].free_symbols if d.symbols[s][0] == "input"}
+        assert channels == ({0, 1} if k < 3 else {2, 3})
+    assert d.weight.shape == (6, 2, 2, 2)
+
+
+def test_asymmetric_padding_taps():
+    # top 0, bottom 1, left 1, right 0: the last row and the first column of the output read padding.
+    d = derive(ConvSpec((2, 2), (2, 2), padding=((0, 1), (1, 0)), bias=False))
+    assert d.output.shape == (1, 1, 2, 2)
+    assert d.output[0, 0, 0, 0] == sym("F_{12}") * sym("X_{11}") + sym("F_{22}") * sym("X_{21}")
+    assert d.output[0, 0, 1, 1] == sym("F_{11}") * sym("X_{21}") + sym("F_{12}") * sym("X_{22}")

@@ -25,7 +25,7 @@ from .plan import CTYPES, Arg, ArrayEntry, Assignment, Kernel, StraightLine, che
 
 __all__ = [
     "Strategy", "STRATEGIES", "VECTOR_STRATEGIES", "FAMILIES", "UNROLL_LIMIT", "TapRanges", "KernelPlan",
-    "multiply_adds", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
+    "multiply_adds", "unsupported", "choose_strategy", "kernel_prefix", "signatures", "kernels_of", "tap_ranges", "lower",
 ]
 
 Strategy = Literal["unrolled", "loops", "gemm", "direct"]
@@ -87,25 +87,52 @@ class KernelPlan:
 
 
 def multiply_adds(spec: ConvSpec) -> int:
-    """Multiply-adds of one pass if no tap fell on padding: N K C Ho Wo R S.
+    """Multiply-adds of one pass if no tap fell on padding: N K (C / groups) Ho Wo R S.
 
     >>> multiply_adds(ConvSpec((3, 3), (2, 2)))
     16
     """
     n, k, oh, ow = spec.output_shape
-    return n * k * oh * ow * spec.in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+    return n * k * oh * ow * spec.group_in_channels * spec.kernel_size[0] * spec.kernel_size[1]
+
+
+def unsupported(spec: ConvSpec, strategy: str) -> Optional[str]:
+    """Why ``strategy`` cannot compile ``spec`` (a feature of the layer its templates do not handle), or None.
+
+    >>> unsupported(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
+    'groups=2'
+    """
+    if strategy in ("unrolled", "loops"):
+        return None
+    # ``gemm`` and ``direct`` pack dense channel blocks, pad both sides alike and always add a bias.
+    features = [f"groups={spec.groups}"] if spec.groups > 1 else []
+    if not spec.is_symmetric:
+        features.append("asymmetric padding")
+    if not spec.bias:
+        features.append("bias=False")
+    return ", ".join(features) or None
 
 
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
-    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``.
+    """The strategy asked for, or by size: ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else ``direct``
+    (``loops`` for a layer ``direct`` does not support). A strategy asked for that cannot compile the layer is
+    refused.
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
     ('unrolled', 'direct')
+    >>> choose_strategy(ConvSpec((64, 64), (3, 3), padding="same", bias=False))
+    'loops'
     """
     if strategy is None:
-        return "unrolled" if multiply_adds(spec) <= UNROLL_LIMIT else "direct"
+        if multiply_adds(spec) <= UNROLL_LIMIT:
+            return "unrolled"
+        return "direct" if unsupported(spec, "direct") is None else "loops"
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be 'unrolled', 'loops', 'gemm', 'direct' or None, got {strategy!r}")
+    reason = unsupported(spec, strategy)
+    if reason is not None:
+        raise ValueError(f"strategy {strategy!r} does not support {reason} yet ({spec.describe()}); "
+                         f"use 'loops' or 'unrolled'")
     return strategy  # type: ignore[return-value]
 
 
@@ -121,11 +148,20 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
     """
     check_dtype(dtype)
     parts = [f"conv_{spec.input_size[0]}x{spec.input_size[1]}", f"k{spec.kernel_size[0]}x{spec.kernel_size[1]}"]
-    for letter, value, default in (("s", spec.stride, 1), ("p", spec.padding, 0), ("d", spec.dilation, 1)):
-        if value != (default, default):
-            parts.append(letter + _pair_text(value))
+    if spec.stride != (1, 1):
+        parts.append("s" + _pair_text(spec.stride))
+    if not spec.is_symmetric:
+        parts.append("p" + "_".join(str(p) for side in spec.padding_sides for p in side))
+    elif spec.padding != (0, 0):
+        parts.append("p" + _pair_text(spec.padding))
+    if spec.dilation != (1, 1):
+        parts.append("d" + _pair_text(spec.dilation))
     if not spec.is_single:
         parts.append(f"n{spec.batch}c{spec.in_channels}k{spec.out_channels}")
+    if spec.groups > 1:
+        parts.append(f"g{spec.groups}")
+    if not spec.bias:
+        parts.append("nobias")
     if spec.flip:
         parts.append("flip")
     parts.append("f" + dtype.removeprefix("float"))
@@ -135,19 +171,25 @@ def kernel_prefix(spec: ConvSpec, dtype: str) -> str:
 def signatures(spec: ConvSpec, dtype: str) -> dict[str, tuple[Arg, ...]]:
     """The arguments of each kernel family, in C order (outputs last); the runtime checks against these.
 
+    A layer without bias has a forward pass without ``b`` and no ``grad_bias`` kernel.
+
     >>> [(a.name, a.shape) for a in signatures(ConvSpec((3, 3), (2, 2)), "float32")["grad_input"]]
     [('dy', (1, 1, 2, 2)), ('w', (1, 1, 2, 2)), ('dx', (1, 1, 3, 3))]
     """
-    image, weight, output, bias = "N, C, H, W", "K, C, R, S", "N, K, Ho, Wo", "K"
+    image, output, bias = "N, C, H, W", "N, K, Ho, Wo", "K"
+    weight = "K, C, R, S" if spec.groups == 1 else "K, C/groups, R, S"
     x = Arg("x", spec.input_shape, dtype, image)
     w = Arg("w", spec.weight_shape, dtype, weight)
     dy = Arg("dy", spec.output_shape, dtype, output)
-    return {
-        "forward": (x, w, Arg("b", (spec.out_channels,), dtype, bias), Arg("y", spec.output_shape, dtype, output, True)),
+    b = (Arg("b", (spec.out_channels,), dtype, bias),) if spec.bias else ()
+    families = {
+        "forward": (x, w, *b, Arg("y", spec.output_shape, dtype, output, True)),
         "grad_input": (dy, w, Arg("dx", spec.input_shape, dtype, image, True)),
         "grad_weight": (x, dy, Arg("dw", spec.weight_shape, dtype, weight, True)),
-        "grad_bias": (dy, Arg("db", (spec.out_channels,), dtype, bias, True)),
     }
+    if spec.bias:
+        families["grad_bias"] = (dy, Arg("db", (spec.out_channels,), dtype, bias, True))
+    return families
 
 
 def kernels_of(spec: ConvSpec, dtype: str, fuse_relu: bool = False,
@@ -172,7 +214,7 @@ def tap_ranges(spec: ConvSpec) -> tuple[TapRanges, TapRanges]:
     """
     return tuple(  # type: ignore[return-value]
         TapRanges(*live_outputs(spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a],
-                                spec.padding[a], spec.dilation[a]))
+                                spec.pad_begin[a], spec.dilation[a]))
         for a in (0, 1)
     )
 
@@ -202,15 +244,16 @@ def _unrolled_bodies(spec: ConvSpec, dtype: str) -> tuple[dict[str, StraightLine
     # Labels are the textbook names of the assigned entries: O_{11} for outputs, dE/dX_{11} for gradients.
     gradient_labels = {
         name: getattr(d, name).applyfunc(lambda s: sp.Symbol(grad_symbol_name(s.name)))
-        for name in ("input", "weight", "bias")
+        for name in ("input", "weight", "bias")[: 3 if spec.bias else 2]
     }
     out_labels = d.grad_output.applyfunc(lambda g: sp.Symbol(g.name.removeprefix(GRAD_PREFIX)))
     bodies = {
         "forward": _straight_line(sig["forward"][-1], d.output, out_labels),
         "grad_input": _straight_line(sig["grad_input"][-1], d.grad_input, gradient_labels["input"]),
         "grad_weight": _straight_line(sig["grad_weight"][-1], d.grad_weight, gradient_labels["weight"]),
-        "grad_bias": _straight_line(sig["grad_bias"][-1], d.grad_bias, gradient_labels["bias"]),
     }
+    if spec.bias:
+        bodies["grad_bias"] = _straight_line(sig["grad_bias"][-1], d.grad_bias, gradient_labels["bias"])
     names = {"input": "x", "weight": "w", "bias": "b", "grad_output": "dy"}
     return bodies, _array_entries(d, names)
 

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 
-TEMPLATE_VERSION: Final = 8
+TEMPLATE_VERSION: Final = 9
 """Version of the data model between lowering and the templates: bump it when the generated code changes
 for the same spec (it enters both the banner key and the build cache key)."""
 
@@ -124,7 +124,7 @@ def _kernel_view(kernel: Kernel, printer: ConvCPrinter, threads: bool) -> dict[s
 
 def _arrays(spec: ConvSpec, dtype: str) -> list[dict[str, Any]]:
     shapes = {a.name: a.shape for args in signatures(spec, dtype).values() for a in args}
-    return [{"name": name, "shape": shapes[name], "role": role} for name, role in _ROLES.items()]
+    return [{"name": name, "shape": shapes[name], "role": role} for name, role in _ROLES.items() if name in shapes]
 
 
 def render(plan: KernelPlan) -> Sources:

@@ -200,7 +200,9 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
     sides = _Sides(d)
     X, F, b, G = (sides.tensor(t) for t in (d.input, d.weight, d.bias, d.grad_output))
     O, dX, dF, db = (sides.polys[name] for name in ("output", "grad_input", "grad_weight", "grad_bias"))
-    O_linear = O - b[None, :, None, None]
+    O_linear = O - b[None, :, None, None] if spec.bias else O
+    plus_b = " + b" if spec.bias else ""
+    per_group = ", summed over the input channels of the filter's group" if spec.groups > 1 else ", summed over input channels"
 
     other = "true convolution" if not spec.flip else "cross-correlation"
     stride_one = spec.with_stride(1)
@@ -212,12 +214,12 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
     steps: list[Callable[[], Proof]] = [
         lambda: sides.compare(
             "forward",
-            "O = Correlation(pad(X, p), dilate(F, d), stride s) + b, summed over input channels",
+            f"O = Correlation(pad(X, p), dilate(F, d), stride s){plus_b}{per_group}",
             [("output", O, forms.forward(spec, X, F, b))],
         ),
         lambda: sides.compare(
             "rotated_kernel",
-            f"the layer's output equals {other} with the kernel rotated by 180 degrees (plus b)",
+            f"the layer's output equals {other} with the kernel rotated by 180 degrees" + (" (plus b)" if spec.bias else ""),
             [("output", O_linear, forms.forward_by_the_other_operation(spec, X, F))],
         ),
         lambda: sides.compare(
@@ -227,12 +229,15 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
         ),
         lambda: sides.compare(
             "grad_input",
-            "dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), k-1-p, k-1-p+a), rot180(F)), summed over filters",
+            "dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), "
+            + ("k-1-p, k-1-p+a" if spec.is_symmetric else "k-1-p_begin before, k-1-p_end+a after")
+            + "), rot180(F)), summed over " + ("the filters of the channel's group" if spec.groups > 1 else "filters"),
             [("grad_input", dX, closed_dX())],
         ),
-        lambda: sides.compare(
+        # A layer without bias has no dE/db: no identity to prove, so none is listed.
+        *([lambda: sides.compare(
             "grad_bias", "dE/db = sum of dE/dO over batch and space", [("grad_bias", db, forms.grad_bias(spec, G))]
-        ),
+        )] if spec.bias else []),
         lambda: sides.compare(
             "upsample_then_stride_one",
             "stride-s backward = upsample dE/dO (dilate by s, append a zeros), then stride-1 backward",

@@ -36,21 +36,28 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _methods(calls: dict[str, KernelCall]) -> dict[str, Callable[..., np.ndarray]]:
+def _methods(spec: ConvSpec, calls: dict[str, KernelCall]) -> dict[str, Callable[..., np.ndarray]]:
     """The methods with their documented parameters (``checked_call`` takes keywords by these names too)."""
     forward, forward_relu = calls["forward"], calls.get("forward_relu")
-    grad_input, grad_weight, grad_bias = calls["grad_input"], calls["grad_weight"], calls["grad_bias"]
+    grad_input, grad_weight, grad_bias = calls["grad_input"], calls["grad_weight"], calls.get("grad_bias")
+
+    def inputs(where: str, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> tuple[Any, ...]:
+        if spec.bias:
+            return (x, w, b)
+        if b is not None:  # the kernel has no b argument: a bias given here would be silently dropped
+            raise ValueError(f"{where}: this layer has no bias (bias=False), got b; pass b=None")
+        return (x, w)
 
     def conv(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
              out: Optional[np.ndarray] = None) -> np.ndarray:
-        return forward.run((x, w, b), (out,))
+        return forward.run(inputs("forward", x, w, b), (out,))
 
     def conv_relu(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None,
                   out: Optional[np.ndarray] = None) -> np.ndarray:
         if forward_relu is None:
             raise RuntimeError("forward_relu: these kernels were compiled without it; pass fuse_relu=True to "
                                "compile_conv")
-        return forward_relu.run((x, w, b), (out,))
+        return forward_relu.run(inputs("forward_relu", x, w, b), (out,))
 
     def input_gradient(dy: np.ndarray, w: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         return grad_input.run((dy, w), (out,))
@@ -59,6 +66,8 @@ def _methods(calls: dict[str, KernelCall]) -> dict[str, Callable[..., np.ndarray
         return grad_weight.run((x, dy), (out,))
 
     def bias_gradient(dy: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        if grad_bias is None:
+            raise ValueError("grad_bias: this layer has no bias (bias=False), so there is no dE/db")
         return grad_bias.run((dy,), (out,))
 
     methods: dict[str, Callable[..., np.ndarray]] = {"forward": conv, "forward_relu": conv_relu, "grad_input": input_gradient,
@@ -84,6 +93,9 @@ class ConvKernels:
     - ``grad_input(dy, w, out=None)``: dE/dx given dy = dE/dy, shape (N, C, H, W).
     - ``grad_weight(x, dy, out=None)``: dE/dw given the input x and dy = dE/dy, shape (K, C, R, S).
     - ``grad_bias(dy, out=None)``: dE/db given dy = dE/dy, shape (K,).
+
+    A layer without bias (``spec.bias`` False) has a C forward pass without ``b`` and no ``grad_bias`` kernel:
+    ``forward`` then refuses a ``b`` and ``grad_bias`` raises ``ValueError``.
 
     The methods are made per instance (``__post_init__``): with ``checked`` (the compiled
     ``symconv.runtime.checked_call`` extension, which ``compile_conv`` passes) each is a C object that checks and runs
@@ -115,14 +127,19 @@ class ConvKernels:
         threads = self.threads if self.strategy in VECTOR_STRATEGIES else None
         zeros = np.zeros(self.spec.out_channels, self.dtype)
         zeros.flags.writeable = False
-        # The C forward always adds a bias; b=None passes these zeros, kept alive by the calls with their pointer.
+        # The C forward of a layer with bias always adds it; b=None passes these zeros, kept alive by the calls
+        # with their pointer.
+        with_b = self.spec.bias
         calls = {family: KernelCall(family, kernel, getattr(lib, kernel.name), self.module.ffi, threads,
-                                    {"b": zeros} if family.startswith("forward") else None)
+                                    {"b": zeros} if family.startswith("forward") and with_b else None)
                  for family, kernel in plan_kernels.items()}
-        methods = _methods(calls)
+        methods = _methods(self.spec, calls)
         if self.checked is not None:  # the common case of each method checked and run in C
             for family, call in calls.items():
-                methods[family] = checked_call(self.checked, call, self.module, methods[family])
+                # the fast path maps the method's parameters onto the kernel's arguments one to one: a forward
+                # without bias has a b parameter (to refuse it) and no b argument, so it stays in Python
+                if with_b or not family.startswith("forward"):
+                    methods[family] = checked_call(self.checked, call, self.module, methods[family])
         for name, method in methods.items():
             object.__setattr__(self, name, method)
         for family, other in self.borrowed:
@@ -157,6 +174,10 @@ class ConvKernels:
         >>> x += 1; float(step()[0, 0, 0, 0])
         12.0
         """
+        if family.startswith("forward") and not self.spec.bias and len(arrays) == 3:
+            if arrays[2] is not None:
+                raise ValueError(f"bind {family}: this layer has no bias (bias=False), got b; pass None")
+            arrays = arrays[:2]
         if family not in self._calls:
             raise ValueError(f"bind: family must be one of {sorted(self._calls)}, got {family!r}"
                              + ("" if family != "forward_relu" else " (compile with fuse_relu=True)"))
@@ -165,7 +186,8 @@ class ConvKernels:
     @property
     def strategies(self) -> dict[str, str]:
         """The strategy of each pass: ``strategy`` unless the pass is borrowed from other kernels."""
-        own = {family: self.strategy for family in ("forward", "grad_input", "grad_weight", "grad_bias")}
+        families = ("forward", "grad_input", "grad_weight") + (("grad_bias",) if self.spec.bias else ())
+        own = {family: self.strategy for family in families}
         return own | {family: other.strategy for family, other in self.borrowed}
 
     def with_threads(self, threads: int) -> "ConvKernels":

@@ -56,17 +56,21 @@ def _taps_inside(size: int, out: int, kernel: int, stride: int, padding: int, di
 def estimate(spec: ConvSpec) -> Estimate:
     """The exact number of products and of terms (O, dE/dX, dE/dF hold every product once, O and dE/db the bias).
 
+    A product of output channel k reads only the input channels of k's group.
+
     >>> estimate(ConvSpec((3, 3), (2, 2)))
     Estimate(products=16, terms=56)
+    >>> estimate(ConvSpec((3, 3), (2, 2), bias=False))
+    Estimate(products=16, terms=48)
     """
     axes = [
         _taps_inside(spec.input_size[a], spec.output_size[a], spec.kernel_size[a], spec.stride[a],
-                     spec.padding[a], spec.dilation[a])
+                     spec.pad_begin[a], spec.dilation[a])
         for a in (0, 1)
     ]
-    products = spec.batch * spec.out_channels * spec.in_channels * axes[0] * axes[1]
+    products = spec.batch * spec.out_channels * spec.group_in_channels * axes[0] * axes[1]
     outputs = spec.batch * spec.out_channels * spec.output_size[0] * spec.output_size[1]
-    return Estimate(products, 3 * products + 2 * outputs)
+    return Estimate(products, 3 * products + (2 * outputs if spec.bias else 0))
 
 
 def check_budget(spec: ConvSpec, max_terms: Optional[int], what: str, keyword: str = "max_terms") -> Estimate:

@@ -42,12 +42,15 @@ def forward_taps(spec: ConvSpec, out_index: Index) -> Iterator[tuple[Index, Inde
     """(weight index, input index) of every product in the output entry ``out_index``, in kernel order.
 
     Taps that fall on padding are skipped: they multiply a zero. For ``flip=True`` the kernel is walked from
-    its far corner, which is the definition of true convolution, O_ij = Σ F_mn X_(i-m)(j-n).
+    its far corner, which is the definition of true convolution, O_ij = Σ F_mn X_(i-m)(j-n). Output channel k
+    reads the input channels of its group g = k // (K/groups) only; the weight's channel index is the one
+    within that group.
     """
     n, k, oi, oj = out_index
-    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.pad_begin, spec.dilation
     (eh, ew), (R, S), (H, W) = spec.effective_kernel, spec.kernel_size, spec.input_size
-    for c in range(spec.in_channels):
+    first = (k // spec.group_out_channels) * spec.group_in_channels
+    for c in range(spec.group_in_channels):
         for r in range(R):
             for s in range(S):
                 if spec.flip:
@@ -55,12 +58,15 @@ def forward_taps(spec: ConvSpec, out_index: Index) -> Iterator[tuple[Index, Inde
                 else:
                     i, j = oi * sh + r * dh - ph, oj * sw + s * dw - pw
                 if 0 <= i < H and 0 <= j < W:
-                    yield (k, c, r, s), (n, c, i, j)
+                    yield (k, c, r, s), (n, first + c, i, j)
 
 
 @dataclass(frozen=True)
 class Derivation:
-    """The symbolic forward and backward pass of one layer; 4-D ``sympy.Array``s in PyTorch layout."""
+    """The symbolic forward and backward pass of one layer; 4-D ``sympy.Array``s in PyTorch layout.
+
+    A layer without bias (``spec.bias`` False) has empty ``bias`` and ``grad_bias`` arrays (shape (0,)).
+    """
 
     spec: ConvSpec
     index_base: int
@@ -76,7 +82,7 @@ class Derivation:
     def forward_terms(self, out_index: Index) -> tuple[sp.Expr, ...]:
         """The products F·X of one output entry in kernel order (the bias last), as the textbooks list them."""
         terms = tuple(self.weight[w] * self.input[x] for w, x in forward_taps(self.spec, out_index))
-        return terms + (self.bias[out_index[1]],)
+        return terms + ((self.bias[out_index[1]],) if self.spec.bias else ())
 
     def tensor(self, wrt: Wrt) -> sp.Array:
         return {"input": self.input, "weight": self.weight, "bias": self.bias}[wrt]
@@ -126,11 +132,11 @@ class _Template:
 
 
 def _template_derivatives(spec: ConvSpec) -> _Template:
-    taps = list(positions((spec.in_channels, *spec.kernel_size)))
+    taps = list(positions((spec.group_in_channels, *spec.kernel_size)))
     w = {t: sp.Dummy("w", real=True) for t in taps}
     x = {t: sp.Dummy("x", real=True) for t in taps}
     beta = sp.Dummy("beta", real=True)
-    output = sp.Add(*(w[t] * x[t] for t in taps), beta)
+    output = sp.Add(*(w[t] * x[t] for t in taps), *([beta] if spec.bias else []))
     return _Template(
         weight=w,
         input=x,
@@ -171,15 +177,16 @@ def derive(spec: ConvSpec, index_base: int = 1, *, max_terms: Optional[int] = No
     outputs = list(positions(spec.output_shape))
     for done, p in enumerate(outputs):
         taps = list(forward_taps(spec, p))
-        O[p] = table.sum_of_products([(F[w], X[x]) for w, x in taps], b[p[1]])
-        renaming = {local.bias: b[p[1]]}
+        O[p] = table.sum_of_products([(F[w], X[x]) for w, x in taps], b[p[1]] if spec.bias else None)
+        renaming = {local.bias: b[p[1]]} if spec.bias else {}
         for w, x in taps:
             renaming[local.weight[w[1:]]] = F[w]
             renaming[local.input[w[1:]]] = X[x]
         for w, x in taps:
             factors[F[w]].append((G[p], _renamed(local.by_weight[w[1:]], renaming)))
             factors[X[x]].append((G[p], _renamed(local.by_input[w[1:]], renaming)))
-        factors[b[p[1]]].append((G[p], _renamed(local.by_bias, renaming)))
+        if spec.bias:
+            factors[b[p[1]]].append((G[p], _renamed(local.by_bias, renaming)))
         if progress is not None and done % 256 == 0:
             progress("derive", done, len(outputs))
 

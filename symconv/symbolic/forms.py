@@ -154,18 +154,31 @@ def layer_kernel(spec: ConvSpec, f: np.ndarray) -> np.ndarray:
 
 
 def _padded_input(spec: ConvSpec, x: np.ndarray) -> np.ndarray:
-    return pad(x, spec.padding, spec.padding)
+    return pad(x, spec.pad_begin, spec.pad_end)
+
+
+def _channels_of_filter(spec: ConvSpec, k: int) -> range:
+    """The input channels output channel k reads: those of its group, k // (K/groups)."""
+    first = (k // spec.group_out_channels) * spec.group_in_channels
+    return range(first, first + spec.group_in_channels)
+
+
+def _filters_of_channel(spec: ConvSpec, c: int) -> range:
+    """The output channels that read input channel c: those of its group, c // (C/groups)."""
+    first = (c // spec.group_in_channels) * spec.group_out_channels
+    return range(first, first + spec.group_out_channels)
 
 
 def forward(spec: ConvSpec, X: np.ndarray, F: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """O[n,k] = Σ_c Correlation(pad(X[n,c], p), kernel(F[k,c]), stride s) + b_k."""
+    """O[n,k] = Σ_(c in k's group) Correlation(pad(X[n,c], p), kernel(F[k,c]), stride s) + b_k (if the layer has one)."""
     O = _zeros(spec.output_shape)
     for n in range(spec.batch):
         for k in range(spec.out_channels):
             total = _add_maps(
-                [correlate(_padded_input(spec, X[n, c]), layer_kernel(spec, F[k, c]), spec.stride) for c in range(spec.in_channels)]
+                [correlate(_padded_input(spec, X[n, c]), layer_kernel(spec, F[k, j]), spec.stride)
+                 for j, c in enumerate(_channels_of_filter(spec, k))]
             )
-            O[n, k] = total + b[k]
+            O[n, k] = total + b[k] if spec.bias else total
     return O
 
 
@@ -177,8 +190,8 @@ def forward_by_the_other_operation(spec: ConvSpec, X: np.ndarray, F: np.ndarray)
     for n, k in np.ndindex(spec.batch, spec.out_channels):
         O[n, k] = _add_maps(
             [
-                other(_padded_input(spec, X[n, c]), rot180(dilate(F[k, c], spec.dilation)), spec.stride)
-                for c in range(spec.in_channels)
+                other(_padded_input(spec, X[n, c]), rot180(dilate(F[k, j], spec.dilation)), spec.stride)
+                for j, c in enumerate(_channels_of_filter(spec, k))
             ]
         )
     return O
@@ -189,45 +202,47 @@ def grad_weight(spec: ConvSpec, X: np.ndarray, G: np.ndarray) -> np.ndarray:
 
     The correlation is a+k_eff wide, a the leftover; the effective kernel's gradient is its first k_eff rows and
     columns, and a dilated filter's own taps sit every d entries of it (rotated back for true convolution).
+    Filter k's channel j is input channel j of k's group.
     """
     eh, ew = spec.effective_kernel
     dh, dw = spec.dilation
     out = _zeros(spec.weight_shape)
     for k in range(spec.out_channels):
-        for c in range(spec.in_channels):
+        for j, c in enumerate(_channels_of_filter(spec, k)):
             full = _add_maps(
                 [correlate(_padded_input(spec, X[n, c]), dilate(G[n, k], spec.stride)) for n in range(spec.batch)]
             )
             effective = full[:eh, :ew]
-            out[k, c] = (rot180(effective) if spec.flip else effective)[::dh, ::dw]
+            out[k, j] = (rot180(effective) if spec.flip else effective)[::dh, ::dw]
     return out
 
 
 def grad_input(spec: ConvSpec, F: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """dE/dX[n,c] = Σ_k Correlation(pad(dilate(G[n,k], s), k_eff-1-p, k_eff-1-p+a), rot180(kernel(F[k,c]))).
+    """dE/dX[n,c] = Σ_(k reading c) Correlation(pad(dilate(G[n,k], s), k_eff-1-p_begin, k_eff-1-p_end+a),
+    rot180(kernel(F[k,c]))).
 
     This is the textbooks' "full convolution of the output gradient with the filter rotated by 180 degrees";
-    for stride > 1 the gradient is first dilated (s-1 zeros between entries), and a negative pad crops.
+    for stride > 1 the gradient is first dilated (s-1 zeros between entries), and a negative pad crops. The
+    sum runs over the output channels of c's group.
     """
-    eh, ew = spec.effective_kernel
-    (ph, pw), (ah, aw) = spec.padding, spec.leftover
-    before, after = (eh - 1 - ph, ew - 1 - pw), (eh - 1 - ph + ah, ew - 1 - pw + aw)
+    (bh, ah), (bw, aw) = spec.full_padding
     out = _zeros(spec.input_shape)
     for n in range(spec.batch):
         for c in range(spec.in_channels):
+            j = c % spec.group_in_channels
             out[n, c] = _add_maps(
                 [
-                    correlate(pad(dilate(G[n, k], spec.stride), before, after), rot180(layer_kernel(spec, F[k, c])))
-                    for k in range(spec.out_channels)
+                    correlate(pad(dilate(G[n, k], spec.stride), (bh, bw), (ah, aw)), rot180(layer_kernel(spec, F[k, j])))
+                    for k in _filters_of_channel(spec, c)
                 ]
             )
     return out
 
 
 def grad_bias(spec: ConvSpec, G: np.ndarray) -> np.ndarray:
-    """dE/db_k = Σ_(n,i,j) G[n,k,i,j]."""
-    out = _zeros((spec.out_channels,))
-    for k in range(spec.out_channels):
+    """dE/db_k = Σ_(n,i,j) G[n,k,i,j]; empty for a layer without bias."""
+    out = _zeros((spec.out_channels if spec.bias else 0,))
+    for k in range(out.shape[0]):
         out[k] = _total(list(G[:, k].flat))
     return out
 

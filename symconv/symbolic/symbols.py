@@ -83,7 +83,7 @@ def grad_symbol_name(symbol_name: str) -> str:
 
 
 def spec_symbols(spec: ConvSpec, index_base: int = 1) -> dict[str, sp.Array]:
-    """The four free tensors of a layer: input X, weight F, bias b and upstream gradient dE/dO."""
+    """The four free tensors of a layer: input X, weight F, bias b (empty without bias) and upstream gradient dE/dO."""
     if index_base not in (0, 1):
         raise ValueError(f"index_base must be 0 or 1, got {index_base!r}")
     single = spec.is_single
@@ -91,6 +91,7 @@ def spec_symbols(spec: ConvSpec, index_base: int = 1) -> dict[str, sp.Array]:
     return {
         "input": tensor_symbols("X", spec.input_shape, single, index_base),
         "weight": tensor_symbols("F", spec.weight_shape, single, index_base),
-        "bias": bias_symbols(spec.out_channels, single, index_base),
+        "bias": bias_symbols(spec.out_channels, single, index_base) if spec.bias
+        else sp.ImmutableDenseNDimArray([], (0,)),
         "grad_output": grad_output.applyfunc(lambda o: sp.Symbol(grad_symbol_name(o.name), real=True)),
     }
