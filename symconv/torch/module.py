@@ -20,9 +20,10 @@ __all__ = ["Conv2d", "swap_conv2d", "unsupported"]
 def _padding(conv: nn.Conv2d) -> list[int]:
     """The padding the operator takes: (ph, pw) when both sides agree, else (top, bottom, left, right)."""
     padding = conv.padding
-    if padding == "valid":
-        return [0, 0]
-    if padding == "same":  # PyTorch's rule: the odd row or column of padding goes at the end
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0, 0]
+        # "same", PyTorch's rule: the odd row or column of padding goes at the end
         totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
         (top, left), (bottom, right) = [t // 2 for t in totals], [t - t // 2 for t in totals]
     else:
