@@ -87,7 +87,7 @@ def _padding(node: Node, size: Shape, kernel: tuple[int, int], stride: tuple[int
             total = max((-(-i // s) - 1) * s + k - i, 0)  # the padding that makes the output ceil(i / s)
             if total % 2:
                 raise unsupported(node, f"auto_pad={auto} pads {total} cells on axis {axis + 2} (input {i}, "
-                                        f"window {k}, stride {s}): asymmetric padding is not supported by symconv yet")
+                                        f"window {k}, stride {s}): asymmetric padding is not supported by Network's Conv2d yet")
             halves.append(total // 2)
         return (halves[0], halves[1])
     if auto != "NOTSET":
@@ -96,7 +96,7 @@ def _padding(node: Node, size: Shape, kernel: tuple[int, int], stride: tuple[int
     if len(pads) != 4:
         raise unsupported(node, f"pads={pads}: symconv's layers are 2-D (four values)")
     if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise unsupported(node, f"the asymmetric pads {pads} (begin != end) are not supported by symconv yet")
+        raise unsupported(node, f"the asymmetric pads {pads} (begin != end) are not supported by Network's Conv2d yet")
     return (pads[0], pads[1])
 
 
@@ -121,7 +121,7 @@ def _conv(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list
     group = node.attr("group", 1)
     if group != 1:
         raise unsupported(node, f"group={group} (a grouped or depthwise convolution) is not supported: "
-                                "ConvSpec has no groups yet")
+                                "Network's Conv2d has no groups yet")
     if C != shape[1]:
         raise unsupported(node, f"the weight {w.shape} takes {C} channels, the input has {shape[1]}")
     if tuple(node.attr("kernel_shape", [R, S])) != (R, S):
