@@ -30,6 +30,10 @@ def general_options(args: argparse.Namespace) -> dict[str, Any]:
     def axes_of(pair: Any) -> Any:
         return None if pair is None else (pair[0],) if args.axes == 1 else pair
 
+    if args.groups is not None or args.no_bias or isinstance(args.padding, str) or (
+            args.padding is not None and not isinstance(args.padding[0], int)):
+        raise ValueError("prove --all-sizes covers dense layers with a bias and per-axis padding: leave out "
+                         "--groups, --no-bias and --padding same/valid/per side (prove them per shape)")
     counts = {"batch": args.batch, "in_channels": args.channels, "out_channels": args.filters}
     return dict(axes=args.axes, channels=not args.one_channel, flip=args.convolution, input_size=axes_of(args.input),
                 kernel_size=axes_of(args.kernel), stride=axes_of(args.stride), padding=axes_of(args.padding),

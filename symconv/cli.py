@@ -48,8 +48,29 @@ def parse_pair(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
+def parse_padding(text: str) -> object:
+    """``--padding``: ``"same"``, ``"valid"``, ``P``, ``PHxPW`` or per side ``TOP,BOTTOM,LEFT,RIGHT``.
+
+    >>> parse_padding("1x2"), parse_padding("0,1,0,1"), parse_padding("same")
+    ((1, 2), ((0, 1), (0, 1)), 'same')
+    """
+    if text.strip().lower() in ("same", "valid"):
+        return text.strip().lower()
+    if "," in text:
+        parts = text.split(",")
+        if len(parts) != 4 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise argparse.ArgumentTypeError(f"expected TOP,BOTTOM,LEFT,RIGHT with integers, got {text!r}")
+        top, bottom, left, right = (int(p) for p in parts)
+        return ((top, bottom), (left, right))
+    try:
+        return parse_pair(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected P, PHxPW, TOP,BOTTOM,LEFT,RIGHT, same or valid, got {text!r}") from None
+
+
 SPEC_DEFAULTS = {"input": (3, 3), "kernel": (2, 2), "stride": (1, 1), "padding": (0, 0), "dilation": (1, 1),
-                 "channels": 1, "filters": 1, "batch": 1}
+                 "channels": 1, "filters": 1, "batch": 1,
+                 "groups": 1}
 """The layer of a command given no flags. The flags default to None so that ``prove --all-sizes`` can tell a
 size given (fixed in the theorem) from one left out (symbolic)."""
 
@@ -60,11 +81,14 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--input", type=parse_pair, metavar="HxW", help="input size (default 3x3)")
     g.add_argument("--kernel", type=parse_pair, metavar="RxS", help="kernel size (default 2x2)")
     g.add_argument("--stride", type=parse_pair, metavar="S|SHxSW", help="stride (default 1)")
-    g.add_argument("--padding", type=parse_pair, metavar="P|PHxPW", help="zero padding (default 0)")
+    g.add_argument("--padding", type=parse_padding, metavar="P|PHxPW|T,B,L,R|same|valid",
+                   help="zero padding: per axis, per side (top,bottom,left,right), or same/valid (default 0)")
     g.add_argument("--dilation", type=parse_pair, metavar="D|DHxDW", help="dilation (default 1)")
     g.add_argument("--channels", type=int, metavar="C", help="input channels (default 1)")
     g.add_argument("--filters", type=int, metavar="K", help="output channels (default 1)")
     g.add_argument("--batch", type=int, metavar="N", help="images per batch (default 1)")
+    g.add_argument("--groups", type=int, metavar="G", help="channel groups, G = C for depthwise (default 1)")
+    g.add_argument("--no-bias", action="store_true", help="a layer without bias: no + b and no dE/db, as the textbooks")
     g.add_argument("--convolution", action="store_true", help="true convolution (kernel rotated 180 degrees)")
     g.add_argument("--zero-based", action="store_true", help="name entries from 0 (X_00) instead of 1 (X_11)")
 
@@ -92,6 +116,8 @@ def _spec(args: argparse.Namespace) -> ConvSpec:
         out_channels=_given(args, "filters"),
         batch=_given(args, "batch"),
         flip=args.convolution,
+        groups=_given(args, "groups"),
+        bias=not args.no_bias,
     )
 
 
@@ -283,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, run, help)
         sub.add_argument("--max-entries", type=int, default=16, help="lines per list before eliding (default 16)")
+        if name == "demo":  # the textbook case as the source documents write it: without a bias
+            sub.set_defaults(no_bias=True)
+            sub.add_argument("--bias", dest="no_bias", action="store_false", help="with a bias b (the seeds have none)")
         add_max_terms(sub)
     prove_cmd = command("prove", _cmd_prove, "prove the closed forms exactly; exit 0 iff all hold, 1 if one fails")
     add_max_terms(prove_cmd)
@@ -299,7 +328,6 @@ def build_parser() -> argparse.ArgumentParser:
     tex.add_argument("--document", action="store_true", help="a complete article with the proofs, for pdflatex")
     tex.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     tex.add_argument("--max-entries", type=int, default=16, help="equations per list before eliding (default 16)")
-    tex.add_argument("--no-bias", action="store_true", help="leave out + b and dE/db, as the textbooks do")
     add_max_terms(tex)
     tex.add_argument("--figures", action="store_true", help="with --document: a TikZ picture of each pass")
     fig = command("figure", _cmd_figure, "draw a pass (grids, padding, dilation zeros, the taps one output reads)")

@@ -31,16 +31,18 @@ def numeric_comparison(d: Derivation, seed: int = 0, max_rows: int = 12) -> tupl
     b, dy = _random_integers(rng, (spec.out_channels,)), _random_integers(rng, spec.output_shape)
     kernels = compile_conv(spec, "float64")
     values: dict[sp.Symbol, int] = {}
+    b = b[: d.bias.shape[0]]  # a layer without bias has no b
     for symbols, data in ((d.input, x), (d.weight, w), (d.bias, b), (d.grad_output, dy)):
         for index in positions(data.shape):
             values[symbols[index]] = int(data[index])
 
     results = (
-        ("forward", "", d.output, kernels.forward(x, w, b), lambda i: d.grad_output[i].name[len(GRAD_PREFIX):]),
+        ("forward", "", d.output, kernels.forward(x, w, b if spec.bias else None),
+         lambda i: d.grad_output[i].name[len(GRAD_PREFIX):]),
         ("grad_input", GRAD_PREFIX, d.grad_input, kernels.grad_input(dy, w), lambda i: d.input[i].name),
         ("grad_weight", GRAD_PREFIX, d.grad_weight, kernels.grad_weight(x, dy), lambda i: d.weight[i].name),
-        ("grad_bias", GRAD_PREFIX, d.grad_bias, kernels.grad_bias(dy), lambda i: d.bias[i].name),
-    )
+    ) + ((("grad_bias", GRAD_PREFIX, d.grad_bias, kernels.grad_bias(dy), lambda i: d.bias[i].name),)
+         if spec.bias else ())
     lines = [
         f"C kernels ({kernels.strategy}, float64) on seeded integer data, beside the symbolic result:",
         f"  {'entry':<16} {'kernel':>10} {'symbolic':>10}",

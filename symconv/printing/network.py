@@ -14,6 +14,7 @@ import sympy as sp
 
 from ..symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
 from ..symbolic.losses import CrossEntropyLoss, Loss, MSELoss
+from ..symbolic.spec import ConvSpec
 
 if TYPE_CHECKING:  # network.py does not import this module, but keeping the import lazy costs nothing
     from ..symbolic.network import Network
@@ -51,7 +52,7 @@ def _window(layer: Conv2d | MaxPool2d | AvgPool2d, shape: Shape, i_: sp.Expr, j_
     """The input row and column that tap (r, s) of output (i, j) reads."""
     if isinstance(layer, Conv2d):
         spec = layer.spec(shape)
-        (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.padding, spec.dilation
+        (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.pad_begin, spec.dilation
         R, S = spec.kernel_size
         rr, ss = ((R - 1 - r), (S - 1 - s)) if spec.flip else (r, s)
         return sh * i_ + dh * rr - ph, sw * j_ + dw * ss - pw
@@ -74,10 +75,16 @@ def _(layer: Conv2d, l: int, shape: Shape) -> list[str]:
     spec = layer.spec(shape)
     R, S = spec.kernel_size
     row, col = _window(layer, shape, i, j)
-    rhs = (
-        _sum(_p("F", l)[k, c, r, s] * _a(l - 1)[n, c, row, col], (c, spec.in_channels), (r, R), (s, S)) + _p("b", l)[k]
-    )
-    return [_tex(_a(l)[n, k, i, j], rhs, layer.describe())]
+    channel = _group_channel(spec)
+    rhs = _sum(_p("F", l)[k, c, r, s] * _a(l - 1)[n, channel, row, col], (c, spec.group_in_channels), (r, R), (s, S))
+    return [_tex(_a(l)[n, k, i, j], rhs + _p("b", l)[k] if spec.bias else rhs, layer.describe())]
+
+
+def _group_channel(spec: ConvSpec) -> sp.Expr:
+    """The input channel that channel c of filter k reads: c within k's group, g = floor(k / (K/groups))."""
+    if spec.groups == 1:
+        return c
+    return sp.floor(k / spec.group_out_channels) * spec.group_in_channels + c
 
 
 @_backward.register
@@ -87,7 +94,7 @@ def _(layer: Conv2d, l: int, shape: Shape) -> list[str]:
         spec.kernel_size,
         spec.output_size,
         spec.stride,
-        spec.padding,
+        spec.pad_begin,
         spec.dilation,
     )
     row, col = _window(layer, shape, i, j)
@@ -98,18 +105,28 @@ def _(layer: Conv2d, l: int, shape: Shape) -> list[str]:
     return [
         _tex(
             sp.Symbol(f"\\frac{{\\partial E}}{{\\partial F^{{[{l}]}}_{{k,c,r,s}}}}"),
-            _sum(d[n, k, i, j] * _a(l - 1)[n, c, row, col], (n, spec.batch), (i, Ho), (j, Wo)),
+            _sum(d[n, k, i, j] * _a(l - 1)[n, _group_channel(spec), row, col], (n, spec.batch), (i, Ho), (j, Wo)),
         ),
-        _tex(
+        *([_tex(
             sp.Symbol(f"\\frac{{\\partial E}}{{\\partial b^{{[{l}]}}_{{k}}}}"),
             _sum(d[n, k, i, j], (n, spec.batch), (i, Ho), (j, Wo)),
-        ),
+        )] if spec.bias else []),
         _tex(
             _delta(l - 1)[n, c, u, v],
-            _sum(_p("F", l)[k, c, r, s] * back, (k, spec.out_channels), (r, R), (s, S)),
-            "full convolution, rotated filter; non-integer or outside indices give 0",
+            _grad_input_sum(spec, _p("F", l), back, R, S),
+            "full convolution, rotated filter; non-integer or outside indices give 0"
+            + ("; k over the filters of c's group" if spec.groups > 1 else ""),
         ),
     ]
+
+
+def _grad_input_sum(spec: ConvSpec, F: sp.IndexedBase, back: sp.Expr, R: int, S: int) -> sp.Expr:
+    if spec.groups == 1:
+        return _sum(F[k, c, r, s] * back, (k, spec.out_channels), (r, R), (s, S))
+    # k runs over c's group: k = floor(c / (C/groups)) * (K/groups) + m
+    first = sp.floor(c / spec.group_in_channels) * spec.group_out_channels
+    term = (F[k, sp.Mod(c, spec.group_in_channels), r, s] * back).xreplace({k: first + m})
+    return _sum(term, (m, spec.group_out_channels), (r, R), (s, S))
 
 
 @_forward.register

@@ -42,9 +42,9 @@ class Stage:
     def forward(self, x: np.ndarray, params: Mapping[str, np.ndarray]) -> tuple[np.ndarray, Any]:
         k = self.kernels
         if self.kind in ("conv", "dense"):
-            return k.forward(x, params[f"{self.index}.weight"], params[f"{self.index}.bias"]), None
+            return k.forward(x, params[f"{self.index}.weight"], params.get(f"{self.index}.bias")), None
         if self.kind == "conv_relu":
-            return k.forward_relu(x, params[f"{self.index}.weight"], params[f"{self.index}.bias"]), None
+            return k.forward_relu(x, params[f"{self.index}.weight"], params.get(f"{self.index}.bias")), None
         if self.kind == "relu_fused":
             return x, None  # the convolution before it already applied the ReLU
         if self.kind == "maxpool":
@@ -57,7 +57,9 @@ class Stage:
                  need_input: bool) -> tuple[Optional[np.ndarray], dict[str, np.ndarray]]:
         k, weight = self.kernels, f"{self.index}.weight"
         if self.kind in ("conv", "conv_relu", "dense"):
-            grads = {weight: k.grad_weight(x, dy), f"{self.index}.bias": k.grad_bias(dy)}
+            grads = {weight: k.grad_weight(x, dy)}
+            if f"{self.index}.bias" in params:  # a convolution with bias=False has none
+                grads[f"{self.index}.bias"] = k.grad_bias(dy)
             return (k.grad_input(dy, params[weight]) if need_input else None), grads
         if self.kind in ("relu", "relu_fused"):
             # After a fused convolution x is ReLU's output, not its input: x > 0 exactly where the input is > 0,

@@ -18,7 +18,7 @@ from .derive import forward_taps
 from .layer_base import ZERO, Grads, Layer, Params, Shape, entrywise, four_d, maximum, truth, zeros
 from .pooling import AvgPool2d, MaxPool2d
 from .reference import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
-from .spec import ConvSpec, IntOrPair
+from .spec import ConvSpec, IntOrPair, PaddingArg
 
 __all__ = [
     "Layer",
@@ -41,68 +41,81 @@ __all__ = [
 class Conv2d(Layer):
     """A convolution layer; ``in_channels`` is inferred from the input, as ``torch.nn.LazyConv2d`` does.
 
-    The bias is one per output channel. ``flip=True`` is true convolution, as in ``ConvSpec``.
+    The bias is one per output channel (none with ``bias=False``). ``padding`` takes every form ``ConvSpec``
+    does (per side, ``"same"``, ``"valid"``); ``groups`` splits the channels; ``flip=True`` is true
+    convolution, as in ``ConvSpec``.
 
     >>> Conv2d(2, 3).output_shape((1, 1, 6, 6)), Conv2d(2, 3).parameter_shapes((1, 1, 6, 6))
     ((1, 2, 4, 4), {'weight': (2, 1, 3, 3), 'bias': (2,)})
+    >>> Conv2d(4, 2, padding="same", groups=2, bias=False).parameter_shapes((1, 2, 5, 5))
+    {'weight': (4, 1, 2, 2)}
     """
 
     out_channels: int
     kernel_size: IntOrPair
     stride: IntOrPair = 1
-    padding: IntOrPair = 0
+    padding: PaddingArg = 0
     dilation: IntOrPair = 1
     flip: bool = False
+    groups: int = 1
+    bias: bool = True
 
     @classmethod
     def from_spec(cls, spec: ConvSpec) -> "Conv2d":
         """The layer of a ``ConvSpec`` (its input shape goes to the ``Network``)."""
-        return cls(spec.out_channels, spec.kernel_size, spec.stride, spec.padding, spec.dilation, spec.flip)
+        padding = spec.padding if spec.is_symmetric else spec.padding_sides
+        return cls(spec.out_channels, spec.kernel_size, spec.stride, padding, spec.dilation, spec.flip,
+                   spec.groups, spec.bias)
 
     def describe(self) -> str:
-        return f"Conv2d({self.out_channels}, {self.kernel_size!r}, stride={self.stride!r}, padding={self.padding!r})"
+        extra = (f", groups={self.groups}" if self.groups != 1 else "") + ("" if self.bias else ", bias=False")
+        return (f"Conv2d({self.out_channels}, {self.kernel_size!r}, stride={self.stride!r}, "
+                f"padding={self.padding!r}{extra})")
 
     def spec(self, input_shape: Shape) -> ConvSpec:
         """The ``ConvSpec`` of this layer on an input of ``input_shape``."""
         N, C, H, W = four_d(self, input_shape)
-        return ConvSpec(
-            (H, W), self.kernel_size, self.stride, self.padding, self.dilation, C, self.out_channels, N, self.flip
-        )
+        return ConvSpec((H, W), self.kernel_size, self.stride, self.padding, self.dilation, C, self.out_channels, N,
+                        self.flip, self.groups, self.bias)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return self.spec(input_shape).output_shape
 
     def parameter_shapes(self, input_shape: Shape) -> dict[str, Shape]:
-        return {"weight": self.spec(input_shape).weight_shape, "bias": (self.out_channels,)}
+        shapes: dict[str, Shape] = {"weight": self.spec(input_shape).weight_shape}
+        if self.bias:
+            shapes["bias"] = (self.out_channels,)
+        return shapes
 
     def forward(self, x: np.ndarray, params: Params) -> np.ndarray:
         # The definition, one product per kernel tap (derive.forward_taps); the closed forms stay in backward.
-        spec, F, b = self.spec(x.shape), params["weight"], params["bias"]
+        spec, F = self.spec(x.shape), params["weight"]
         y = zeros(spec.output_shape)
         for p in np.ndindex(*spec.output_shape):
-            y[p] = sp.Add(*(F[w] * x[i] for w, i in forward_taps(spec, p) if x[i] is not ZERO), b[p[1]])
+            bias = (params["bias"][p[1]],) if self.bias else ()
+            y[p] = sp.Add(*(F[w] * x[i] for w, i in forward_taps(spec, p) if x[i] is not ZERO), *bias)
         return y
 
     def backward(
         self, x: np.ndarray, params: Params, grad_output: np.ndarray, branch: Optional[np.ndarray] = None
     ) -> tuple[np.ndarray, Grads]:
         spec = self.spec(x.shape)
-        return forms.grad_input(spec, params["weight"], grad_output), {
-            "weight": forms.grad_weight(spec, x, grad_output),
-            "bias": forms.grad_bias(spec, grad_output),
-        }
+        grads = {"weight": forms.grad_weight(spec, x, grad_output)}
+        if self.bias:
+            grads["bias"] = forms.grad_bias(spec, grad_output)
+        return forms.grad_input(spec, params["weight"], grad_output), grads
 
     def reference_forward(self, x: np.ndarray, params: Params) -> tuple[np.ndarray, Any]:
-        return conv2d_forward(self.spec(x.shape), x, params["weight"], params["bias"]), None
+        return conv2d_forward(self.spec(x.shape), x, params["weight"], params.get("bias") if self.bias else None), None
 
     def reference_backward(
         self, x: np.ndarray, params: Params, cache: Any, grad_output: np.ndarray
     ) -> tuple[np.ndarray, Grads]:
         spec = self.spec(x.shape)
-        return conv2d_grad_input(spec, grad_output, params["weight"]), {
-            "weight": conv2d_grad_weight(spec, x, grad_output),
-            "bias": conv2d_grad_bias(spec, grad_output),
-        }
+        grads = {"weight": conv2d_grad_weight(spec, x, grad_output)}
+        if self.bias:
+            grads["bias"] = conv2d_grad_bias(spec, grad_output)
+        return conv2d_grad_input(spec, grad_output, params["weight"]), grads
 
 
 @dataclass(frozen=True)
