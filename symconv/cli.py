@@ -198,8 +198,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         # imported on use: ONNX is an optional extra that the core never imports
         from .onnx.load import load
 
-        imported = load(args.onnx, _ints(args.input_shape) if args.input_shape else None)
-        return run_export(args, imported.network, imported.params)
+        network = load(args.onnx, _ints(args.input_shape) if args.input_shape else None)
+        return run_export(args, network, network.params)
     except (ImportError, ValueError) as error:
         raise UsageError(str(error)) from None
 

@@ -320,3 +320,39 @@ def test_public_names() -> None:
         "CrossEntropyLoss",
     ):
         assert name in symconv.__all__ and name in namespace
+
+
+def test_a_network_carries_its_weights() -> None:
+    layers = [Conv2d(2, 2), ReLU(), Flatten(), Dense(3), CrossEntropyLoss()]
+    bare = Network(layers, (2, 1, 4, 4))
+    own = bare.init_params(seed=4, dtype=np.float32)
+    net = bare.with_params(own)
+    assert net == bare and bare.params is None  # the weights are data, not part of the layer chain's identity
+    assert list(net.params) == list(bare.parameter_shapes())
+    assert all(v.dtype == np.float64 and not v.flags.writeable for v in net.params.values())
+    own["0.weight"][...] = 0  # a copy: changing the given arrays leaves the network's weights alone
+    assert np.abs(net.params["0.weight"]).max() > 0
+    x = np.random.default_rng(0).standard_normal((2, 1, 4, 4))
+    explicit = bare.reference_forward(x, dict(net.params)).output
+    np.testing.assert_array_equal(net.reference_forward(x).output, explicit)
+    labels = np.array([0, 2])
+    assert net.reference_loss(x, None, labels) == bare.reference_loss(x, dict(net.params), labels)
+    assert net.reference_forward(x.astype(np.float32)).output.dtype == np.float32  # cast to the input's dtype
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"0.weight": np.zeros((2, 1, 3, 3))}, "params must have the keys \\['0.bias', '0.weight'\\]"),
+    ({"0.weight": np.zeros((2, 1, 2, 2)), "0.bias": np.zeros(2)}, "params\\['0.weight'\\] must be a float array of "
+                                                                    "shape \\(2, 1, 3, 3\\)"),
+    ({"0.weight": np.zeros((2, 1, 3, 3), dtype=np.int64), "0.bias": np.zeros(2)}, "got int64"),
+    ([1, 2], "params must have the keys"),
+])
+def test_wrong_weights_are_refused(params: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Network([Conv2d(2, 3), MSELoss()], (1, 1, 4, 4), params)  # type: ignore[arg-type]
+
+
+def test_a_network_without_weights_says_so() -> None:
+    net = Network([Flatten(), Dense(2), MSELoss()], (1, 3))
+    with pytest.raises(ValueError, match="no weights of its own: pass params"):
+        net.reference_forward(np.zeros((1, 3)))

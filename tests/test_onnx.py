@@ -53,13 +53,16 @@ def test_a_helper_built_cnn_agrees_with_onnx_runtime() -> None:
              helper.make_node("Reshape", ["d", "shape"], ["e"]),
              helper.make_node("MatMul", ["e", "m.w"], ["f"]), helper.make_node("Add", ["m.b", "f"], ["g"])]
     inits += [_init("m.w", (12, 4)), _init("m.b", (4,))]
-    imported = so.load(_model(nodes, inits, ["N", 2, 8, 6]), input_shape=(2, 2, 8, 6))
-    layers = imported.network.layers
+    model = _model(nodes, inits, ["N", 2, 8, 6])
+    net = so.load(model, input_shape=(2, 2, 8, 6))
+    layers = net.layers
     assert [type(layer) for layer in layers] == [Conv2d, ReLU, MaxPool2d, AvgPool2d, Flatten, Dense, MSELoss]
     assert layers[0] == Conv2d(3, (3, 3), (2, 1), (1, 1), (1, 2))
-    assert not imported.softmax and imported.network.shapes[-1] == (2, 4)
-    assert set(imported.params) == set(imported.network.parameter_shapes())
-    result = so.agreement(imported, dtype="float64")
+    assert net.shapes[-1] == (2, 4)
+    assert net.params is not None and list(net.params) == list(net.parameter_shapes())
+    np.testing.assert_array_equal(net.params["0.weight"], numpy_helper.to_array(inits[0]))
+    np.testing.assert_array_equal(net.params["5.bias"], numpy_helper.to_array(inits[-1]))  # MatMul + Add's bias
+    result = so.agreement(net, model, dtype="float64")
     assert result.holds and result.compiled < 1e-5, result
 
 
@@ -70,9 +73,35 @@ def _same_pad_model(auto_pad: str, kernel: int, stride: int) -> Any:
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
 def test_auto_pad_where_symmetric(auto_pad: str) -> None:
-    imported = so.load(_same_pad_model(auto_pad, 3, 1))
-    assert imported.network.layers[0].padding == ((0, 0) if auto_pad == "VALID" else (1, 1))
-    assert so.agreement(imported).holds
+    model = _same_pad_model(auto_pad, 3, 1)
+    net = so.load(model)
+    assert net.layers[0].padding == ((0, 0) if auto_pad == "VALID" else (1, 1))
+    assert so.agreement(net, model).holds
+
+
+@pytest.mark.parametrize("auto_pad, kernel, stride, padding", [
+    ("SAME_UPPER", 2, 1, ((0, 1), (0, 1))),  # the odd cell at the end
+    ("SAME_LOWER", 2, 1, ((1, 0), (1, 0))),  # at the beginning
+    ("SAME_UPPER", 3, 2, ((1, 1), (1, 1))),  # 7 -> ceil(7 / 2) = 4 outputs
+    ("SAME_LOWER", 4, 2, ((2, 1), (2, 1))),
+])
+def test_auto_pad_asymmetric(auto_pad: str, kernel: int, stride: int, padding: Any) -> None:
+    model = _same_pad_model(auto_pad, kernel, stride)
+    net = so.load(model)
+    spec = net.layers[0].spec(net.input_shape)
+    assert spec.padding_sides == padding and spec.output_size == (-(-7 // stride),) * 2
+    assert so.agreement(net, model, dtype="float64").holds
+
+
+def test_asymmetric_pads_groups_and_no_bias_agree_with_onnx_runtime() -> None:
+    w = _init("g.w", (6, 2, 3, 2))
+    conv = helper.make_node("Conv", ["x", "g.w"], ["y"], name="g", group=2, pads=[0, 1, 2, 0], strides=[2, 1])
+    model = _model([conv], [w], [2, 4, 7, 6])
+    net = so.load(model)
+    layer = net.layers[0]
+    assert layer.groups == 2 and not layer.bias and set(net.params) == {"0.weight"}
+    assert layer.spec(net.input_shape).padding_sides == ((0, 2), (1, 0))
+    assert so.agreement(net, model, dtype="float64").holds
 
 
 def _node(op: str, **attrs: Any) -> tuple[Any, list[Any]]:
@@ -80,9 +109,8 @@ def _node(op: str, **attrs: Any) -> tuple[Any, list[Any]]:
 
 
 @pytest.mark.parametrize("case, message", [
-    (lambda: _conv("dw", "x", "y", 2, 1, 3, group=2), "node 'dw' \\(Conv\\): group=2 \\(a grouped"),
-    (lambda: _conv("ap", "x", "y", 2, 2, 3, pads=[0, 0, 1, 1]), "asymmetric pads \\[0, 0, 1, 1\\]"),
-    (lambda: _conv("su", "x", "y", 2, 2, 2, auto_pad="SAME_UPPER"), "auto_pad=SAME_UPPER pads 1 cells on axis 2"),
+    (lambda: _conv("dw", "x", "y", 2, 1, 3, group=3), "node 'dw' \\(Conv\\): the weight \\(2, 1, 3, 3\\) with group=3"),
+    (lambda: _node("MaxPool", kernel_shape=[2, 2], pads=[0, 0, 1, 1]), "top 0 bottom 1 left 0 right 1"),
     (lambda: _conv("at", "x", "y", 2, 2, 3, foo=1), "not a valid ONNX model: Unrecognized attribute: foo"),
     (lambda: _node("Sigmoid"), "node 'sigmoid' \\(Sigmoid\\): the operator is not supported"),
     (lambda: _node("MaxPool", kernel_shape=[2, 2], ceil_mode=1), "ceil_mode=1"),
@@ -99,7 +127,7 @@ def test_symbolic_dimensions_are_pinned_or_refused() -> None:
     model = _model([helper.make_node("Relu", ["x"], ["y"])], [], ["batch", 3])
     with pytest.raises(ValueError, match="symbolic dimension 'batch' on axis 0: pass input_shape"):
         so.load(model)
-    assert so.load(model, input_shape=(5, 3)).network.input_shape == (5, 3)
+    assert so.load(model, input_shape=(5, 3)).input_shape == (5, 3)
     with pytest.raises(ValueError, match="fixes it at 3"):
         so.load(model, input_shape=(5, 4))
 
@@ -137,26 +165,21 @@ def test_a_mobilenet_like_block_exported_from_pytorch() -> None:
     torch = pytest.importorskip("torch", reason="torch.onnx.export needs PyTorch")
     nn = torch.nn
     torch.manual_seed(0)
-    # MobileNet's block without its depthwise convolution (groups are not supported yet): a strided 3x3
-    # convolution, a pointwise 1x1 expansion, global average pooling and a classifier with softmax.
-    block = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(),
-                          nn.Conv2d(16, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(8, 5), nn.Softmax(dim=1))
-    imported = so.load(_exported(block, (2, 3, 12, 12)))
-    assert imported.softmax and isinstance(imported.network.loss, CrossEntropyLoss)
-    assert imported.network.shapes[-1] == (2, 5)
+    # MobileNet's blocks: a strided 3x3 convolution, a depthwise 3x3 (groups = channels, no bias: a batch norm
+    # would follow) and a pointwise 1x1, twice, then global average pooling and a classifier with softmax.
+    block = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(),
+                          nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16), nn.ReLU(), nn.Conv2d(16, 8, 1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5), nn.Softmax(dim=1))
+    model = _exported(block, (2, 3, 12, 12))
+    net = so.load(model)
+    assert isinstance(net.loss, CrossEntropyLoss) and net.shapes[-1] == (2, 5)
+    assert [layer.groups for layer in net.layers if isinstance(layer, Conv2d)] == [1, 8, 1, 16, 1]
     x = np.random.default_rng(3).standard_normal((2, 3, 12, 12))
     with torch.no_grad():
         expected = block(torch.from_numpy(x).float()).double().numpy()
-    np.testing.assert_allclose(imported.reference(x), expected, rtol=1e-5, atol=1e-6)
-    assert so.agreement(imported).holds
-
-
-def test_depthwise_convolution_is_refused() -> None:
-    torch = pytest.importorskip("torch", reason="torch.onnx.export needs PyTorch")
-    model = _exported(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=4)), (1, 4, 5, 5))
-    with pytest.raises(ValueError, match="group=4 \\(a grouped or depthwise convolution\\) is not supported"):
-        so.load(model)
+    np.testing.assert_allclose(so.graph_output(net, net.reference_forward(x).output), expected, rtol=1e-5, atol=1e-6)
+    assert so.agreement(net, model).holds
 
 
 def test_the_loaded_network_proves() -> None:
@@ -165,9 +188,10 @@ def test_the_loaded_network_proves() -> None:
              helper.make_node("Gemm", ["c", "d.w", "d.b"], ["d"], transB=1, alpha=0.5),
              helper.make_node("Softmax", ["d"], ["p"])]
     inits += [_init("d.w", (3, 8)), _init("d.b", (3,))]
-    imported = so.load(_model(nodes, inits, [1, 1, 3, 3]))
-    np.testing.assert_allclose(imported.params["3.weight"], 0.5 * numpy_helper.to_array(inits[2]), rtol=1e-7)
-    assert imported.network.prove().holds
+    net = so.load(_model(nodes, inits, [1, 1, 3, 3]))
+    assert net.params is not None
+    np.testing.assert_allclose(net.params["3.weight"], 0.5 * numpy_helper.to_array(inits[2]), rtol=1e-7)
+    assert net.prove().holds
 
 
 def test_an_attribute_no_handler_reads_is_refused() -> None:

@@ -12,28 +12,39 @@ nn = torch.nn
 F = torch.nn.functional
 
 # (input (N, C, H, W), weight (K, C, R, S), stride, padding, dilation): small, each one kernel compile.
+# Padding (ph, pw) or per side (top, bottom, left, right); groups last (depthwise in the fifth, groups=2 in the sixth).
 GRID = [
-    ((1, 1, 4, 4), (1, 1, 2, 2), (1, 1), (0, 0), (1, 1)),
-    ((2, 2, 5, 5), (3, 2, 3, 3), (2, 2), (1, 1), (1, 1)),
-    ((1, 2, 6, 5), (2, 2, 2, 3), (1, 2), (1, 0), (2, 1)),
-    ((2, 1, 7, 7), (2, 1, 3, 3), (3, 2), (2, 1), (1, 2)),
+    ((1, 1, 4, 4), (1, 1, 2, 2), (1, 1), (0, 0), (1, 1), 1),
+    ((2, 2, 5, 5), (3, 2, 3, 3), (2, 2), (1, 1), (1, 1), 1),
+    ((1, 2, 6, 5), (2, 2, 2, 3), (1, 2), (1, 0), (2, 1), 1),
+    ((2, 1, 7, 7), (2, 1, 3, 3), (3, 2), (2, 1), (1, 2), 1),
+    ((2, 3, 5, 6), (3, 1, 3, 2), (1, 1), (1, 1, 0, 1), (1, 1), 3),
+    ((1, 4, 6, 6), (6, 2, 2, 3), (2, 1), (0, 1, 2, 1), (1, 2), 2),
 ]
 
 
 def _operands(shapes: tuple[Any, ...], bias: bool, seed: int = 0) -> tuple[Any, ...]:
     g = torch.Generator().manual_seed(seed)
-    x_shape, w_shape, stride, padding, dilation = shapes
+    x_shape, w_shape, stride, padding, dilation, groups = shapes
     x = torch.randn(x_shape, dtype=torch.float64, generator=g, requires_grad=True)
     w = torch.randn(w_shape, dtype=torch.float64, generator=g, requires_grad=True)
     b = torch.randn(w_shape[0], dtype=torch.float64, generator=g, requires_grad=True) if bias else None
-    return x, w, b, list(stride), list(padding), list(dilation)
+    return x, w, b, list(stride), list(padding), list(dilation), groups
+
+
+def _torch_conv(x: Any, w: Any, b: Any, stride: list[int], padding: list[int], dilation: list[int],
+                groups: int) -> Any:
+    """PyTorch's convolution, per-side padding applied by F.pad (left, right, top, bottom)."""
+    if len(padding) == 4:
+        x, padding = F.pad(x, (padding[2], padding[3], padding[0], padding[1])), [0, 0]
+    return F.conv2d(x, w, b, stride, padding, dilation, groups)
 
 
 @pytest.mark.parametrize("shapes", GRID)
 def test_forward_equals_pytorch(shapes: tuple[Any, ...]) -> None:
-    x, w, b, stride, padding, dilation = _operands(shapes, bias=True)
-    expected = F.conv2d(x, w, b, stride, padding, dilation)
-    torch.testing.assert_close(st.conv2d(x, w, b, stride, padding, dilation), expected, rtol=1e-12, atol=1e-12)
+    x, w, b, *geometry = _operands(shapes, bias=True)
+    expected = _torch_conv(x, w, b, *geometry)
+    torch.testing.assert_close(st.conv2d(x, w, b, *geometry), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -49,10 +60,10 @@ def test_second_derivatives() -> None:
     assert torch.autograd.gradgradcheck(lambda x, w, b: st.conv2d(x, w, b, *geometry), (x, w, b))
 
 
-@pytest.mark.parametrize("shapes", GRID[:2])
+@pytest.mark.parametrize("shapes", [GRID[0], GRID[1], GRID[5]])
 def test_opcheck(shapes: tuple[Any, ...]) -> None:
     x, w, b, *geometry = _operands(shapes, bias=True)
-    dy = torch.randn_like(F.conv2d(x, w, b, *geometry)).requires_grad_()
+    dy = torch.randn_like(_torch_conv(x, w, b, *geometry)).requires_grad_()
     cases = [
         (torch.ops.symconv.conv2d.default, (x, w, b, *geometry)),
         (torch.ops.symconv.conv2d.default, (x, w, None, *geometry)),
@@ -90,7 +101,7 @@ def test_tensors_the_kernels_cannot_take_are_clear_errors(tensor: Any, problem: 
 def test_channels_last_input_is_copied_and_correct() -> None:
     x, w, b, *geometry = _operands(GRID[1], bias=True)
     x_last = x.detach().to(memory_format=torch.channels_last)
-    torch.testing.assert_close(st.conv2d(x_last, w, b, *geometry), F.conv2d(x, w, b, *geometry))
+    torch.testing.assert_close(st.conv2d(x_last, w, b, *geometry), _torch_conv(x, w, b, *geometry))
 
 
 def test_module_has_nn_conv2ds_state_dict_and_results() -> None:
@@ -105,8 +116,6 @@ def test_module_has_nn_conv2ds_state_dict_and_results() -> None:
 
 
 @pytest.mark.parametrize("kwargs, problem", [
-    ({"groups": 2}, "groups=2"),
-    ({"padding": "same", "kernel_size": 2}, "padding='same'"),
     ({"padding_mode": "reflect", "padding": 1}, "padding_mode='reflect'"),
     ({"padding": 3}, "padding \\(3, 3\\)"),
 ])
@@ -118,29 +127,52 @@ def test_unsupported_layers_are_refused_in_one_line(kwargs: dict[str, Any], prob
     assert st.unsupported(nn.Conv2d(**args)) is not None
 
 
-def test_same_padding_with_even_total_is_supported() -> None:
-    ours = st.Conv2d(1, 1, (3, 5), padding="same", dilation=(2, 1), dtype=torch.float64)
-    x = torch.randn(1, 1, 6, 7, dtype=torch.float64)
-    torch.testing.assert_close(ours(x), F.conv2d(x, ours.weight, ours.bias, padding="same", dilation=(2, 1)))
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_size": (3, 5), "dilation": (2, 1)},  # an even total: both sides alike
+    {"kernel_size": (2, 3)},  # an odd total on the first axis: the extra row at the bottom
+    {"kernel_size": (4, 2), "dilation": (1, 3), "groups": 2, "bias": False},
+])
+def test_same_padding_groups_and_no_bias_equal_pytorch(kwargs: dict[str, Any]) -> None:
+    torch.manual_seed(0)
+    theirs = nn.Conv2d(2, 4, padding="same", dtype=torch.float64, **kwargs)
+    ours = st.Conv2d(2, 4, padding="same", dtype=torch.float64, **kwargs)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    y, expected = ours(x), theirs(x)
+    torch.testing.assert_close(y, expected)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *ours.parameters()], dy)
+    for ours_g, their_g in zip(grads, torch.autograd.grad(expected, [x, *theirs.parameters()], dy)):
+        torch.testing.assert_close(ours_g, their_g)
+
+
+@pytest.mark.parametrize("padding", [(1, 0, 0, 1), (0, 2, 1, 1)])
+def test_gradcheck_per_side_padding_without_bias(padding: tuple[int, ...]) -> None:
+    x, w, _, stride, _, dilation, groups = _operands(((1, 2, 5, 5), (2, 1, 3, 3), (1, 1), (0, 0), (1, 1), 2), False)
+    assert torch.autograd.gradcheck(lambda x, w: st.conv2d(x, w, None, stride, list(padding), dilation, groups),
+                                    (x, w))
 
 
 def test_swap_replaces_supported_layers_only_and_shares_parameters() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2)),
-                          nn.Conv2d(4, 2, 2, padding="same"))
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sequential(nn.ReLU(), nn.Conv2d(4, 4, 3, groups=2, bias=False)),
+                          nn.Conv2d(4, 2, 2, padding="same"), nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"))
     weight = model[0].weight
     before = model.state_dict()
     swap_conv2d = st.swap_conv2d
     assert swap_conv2d(model) is model
     assert type(model[0]) is st.Conv2d and model[0].weight is weight
-    assert type(model[1][1]) is nn.Conv2d  # grouped: left alone
-    assert type(model[2]) is nn.Conv2d  # "same" with an even kernel pads asymmetrically: left alone
+    assert type(model[1][1]) is st.Conv2d and model[1][1].bias is None  # grouped, no bias
+    assert type(model[2]) is st.Conv2d  # "same" with an even kernel: one more row and column at the end
+    assert type(model[3]) is nn.Conv2d  # circular padding: left alone
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def _cnn(conv: type) -> Any:
+    """A convolution, then MobileNet's block (depthwise 3x3 without bias, pointwise 1x1), then a strided one."""
     torch.manual_seed(0)
-    return nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), conv(4, 6, 3, stride=2),
-                         nn.ReLU(), nn.Flatten(), nn.Linear(6, 3))
+    return nn.Sequential(conv(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         conv(4, 4, 3, padding="same", groups=4, bias=False), nn.ReLU(), conv(4, 8, 1), nn.ReLU(),
+                         conv(8, 6, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(6, 3))
 
 
 def test_training_a_small_cnn_matches_nn_conv2d() -> None:

@@ -1,15 +1,15 @@
-"""ONNX import: a ``ModelProto`` (or its file) and an optional input shape -> ``ImportedModel``, a Network and weights.
+"""ONNX import: a ``ModelProto`` (or its file) and an optional input shape -> a ``Network`` carrying its weights.
 
 The graph must be a chain: every node reads the previous node's output and constants (initializers or
 ``Constant`` nodes). Each operator maps onto one symconv layer (``ops``); a Softmax may close the chain and then
-becomes the cross-entropy loss on the logits before it (else the loss is MSE). Anything else, an unknown operator
+becomes the cross-entropy loss on the logits before it (else the loss is MSE): the network then outputs the
+logits, and ``symconv.onnx.check.graph_output`` applies the softmax back. Anything else, an unknown operator
 or attribute or a value symconv cannot express, is a ValueError naming the node and what is missing.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -20,41 +20,9 @@ from symconv import CrossEntropyLoss, MSELoss, Network
 
 from .ops import HANDLERS, Node, unsupported
 
-__all__ = ["ImportedModel", "load", "read_model"]
+__all__ = ["load", "read_model", "graph_input"]
 
 Source = Union[str, "os.PathLike[str]", onnx.ModelProto]
-
-
-@dataclass(frozen=True)
-class ImportedModel:
-    """A network read from ONNX: ``network`` (the layers and a loss), ``params`` keyed as its parameters (float64).
-
-    ``softmax`` says the graph ended in Softmax: the network then outputs the logits before it and its loss is
-    ``CrossEntropyLoss``; ``output`` applies the softmax back, so that it is what the ONNX graph computes.
-    """
-
-    network: Network
-    params: dict[str, np.ndarray] = field(repr=False)
-    softmax: bool
-    input_name: str
-    output_name: str
-    model: onnx.ModelProto = field(repr=False, compare=False)
-
-    def output(self, logits: np.ndarray) -> np.ndarray:
-        """The network's output -> the graph's (softmax over the classes if the graph ends in Softmax)."""
-        if not self.softmax:
-            return logits
-        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return shifted / shifted.sum(axis=1, keepdims=True)
-
-    def reference(self, x: np.ndarray) -> np.ndarray:
-        """The graph's output in float64 NumPy (symconv's reference layers) for a batch x."""
-        x = np.asarray(x, dtype=np.float64)
-        return self.output(self.network.reference_forward(x, self.params).output)
-
-    def compile(self, dtype: str = "float32", **options: Any) -> Any:
-        """The network in generated C with these weights (``Network.compile``): a ``CompiledNetwork``."""
-        return self.network.compile(dtype, params=self.params, **options)
 
 
 def read_model(source: Source) -> onnx.ModelProto:
@@ -114,31 +82,45 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return values
 
 
-def load(source: Source, input_shape: Optional[Sequence[int]] = None) -> ImportedModel:
-    """An ONNX model (path or ``ModelProto``) -> its ``ImportedModel``; ``input_shape`` pins symbolic dimensions.
-
-    >>> from onnx import helper, TensorProto
-    >>> graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
-    >>> print(load(helper.make_model(graph), input_shape=(2, 4)).network.describe())
-    input (2, 4)
-    0: ReLU() -> (2, 4)
-    1: MSELoss()
-    """
-    model = read_model(source)
+def graph_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The one graph input that is not a constant (initializers may be listed as inputs too); else a ValueError."""
     graph = model.graph
-    constants = _constants(graph)
+    constants = {t.name for t in graph.initializer}
     inputs = [value for value in graph.input if value.name not in constants]
     if len(inputs) != 1 or len(graph.output) != 1:
         raise ValueError(f"symconv imports graphs of one input and one output, this one has {len(inputs)} inputs "
                          f"({', '.join(v.name for v in inputs)}) and {len(graph.output)} outputs")
-    elem = inputs[0].type.tensor_type.elem_type
+    return inputs[0]
+
+
+def load(source: Source, input_shape: Optional[Sequence[int]] = None) -> Network:
+    """An ONNX model (path or ``ModelProto``) -> its ``Network``, weights in ``.params``; ``input_shape`` pins
+    symbolic dimensions.
+
+    >>> from onnx import helper, numpy_helper, TensorProto
+    >>> w = numpy_helper.from_array(np.full((3, 4), 0.5, dtype=np.float32), "w")
+    >>> nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MatMul", ["r", "w"], ["y"])]
+    >>> graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w])
+    >>> net = load(helper.make_model(graph), input_shape=(2, 3))
+    >>> print(net.describe())
+    input (2, 3)
+    0: ReLU() -> (2, 3)
+    1: Dense(4) -> (2, 4)
+    2: MSELoss()
+    >>> net.params["1.weight"].shape, net.reference_forward(np.ones((1, 3))).output
+    ((4, 3), array([[1.5, 1.5, 1.5, 1.5]]))
+    """
+    model = read_model(source)
+    graph = model.graph
+    constants = _constants(graph)
+    value = graph_input(model)
+    elem = value.type.tensor_type.elem_type
     if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE):
-        raise ValueError(f"input {inputs[0].name!r} holds {onnx.TensorProto.DataType.Name(elem)}; "
+        raise ValueError(f"input {value.name!r} holds {onnx.TensorProto.DataType.Name(elem)}; "
                          "symconv takes float or double")
-    shape = first = _input_shape(inputs[0], input_shape)
-    current, softmax = inputs[0].name, False
+    shape = first = _input_shape(value, input_shape)
+    current, softmax = value.name, False
     layers: list[Any] = []
     params: dict[str, np.ndarray] = {}
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
@@ -175,5 +157,4 @@ def load(source: Source, input_shape: Optional[Sequence[int]] = None) -> Importe
         raise ValueError(f"the graph's output {graph.output[0].name!r} is not the end of the chain {current!r}")
     if not layers:
         raise ValueError("the graph has no layer symconv can import")
-    network = Network((*layers, CrossEntropyLoss() if softmax else MSELoss()), first)
-    return ImportedModel(network, params, softmax, inputs[0].name, current, model)
+    return Network((*layers, CrossEntropyLoss() if softmax else MSELoss()), first, params)

@@ -2,12 +2,12 @@
 
 Each handler reads the attributes it understands through ``Node.attr``; any attribute left unread is refused by
 ``Node.check_consumed``, so an attribute symconv would silently ignore is an error instead. Padding must be the
-same before and after on each axis (``ConvSpec`` and the pooling layers pad symmetrically).
+same before and after on each axis for the pooling layers; a Conv takes any pads (per side) and groups.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -76,28 +76,37 @@ def _pair(node: Node, name: str, default: int) -> tuple[int, int]:
     return (value[0], value[1])
 
 
-def _padding(node: Node, size: Shape, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
-    """(ph, pw) from ``pads`` or ``auto_pad``, for a window of ``kernel`` cells (dilated) every ``stride``."""
+Sides = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _sides(node: Node, size: Shape, kernel: tuple[int, int], stride: tuple[int, int]) -> Sides:
+    """((top, bottom), (left, right)) from ``pads`` or ``auto_pad``, for a window of ``kernel`` cells (dilated)
+    every ``stride``; SAME_UPPER puts an odd cell of padding at the end, SAME_LOWER at the beginning."""
     auto, pads = node.attr("auto_pad", "NOTSET"), node.attr("pads", None)
     if auto == "VALID":
-        return (0, 0)
+        return ((0, 0), (0, 0))
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        halves = []
-        for axis, (i, k, s) in enumerate(zip(size, kernel, stride)):
+        sides = []
+        for i, k, s in zip(size, kernel, stride):
             total = max((-(-i // s) - 1) * s + k - i, 0)  # the padding that makes the output ceil(i / s)
-            if total % 2:
-                raise unsupported(node, f"auto_pad={auto} pads {total} cells on axis {axis + 2} (input {i}, "
-                                        f"window {k}, stride {s}): asymmetric padding is not supported by symconv yet")
-            halves.append(total // 2)
-        return (halves[0], halves[1])
+            small = total // 2
+            sides.append((small, total - small) if auto == "SAME_UPPER" else (total - small, small))
+        return (sides[0], sides[1])
     if auto != "NOTSET":
         raise unsupported(node, f"auto_pad={auto!r} is not an ONNX value")
     pads = [0, 0, 0, 0] if pads is None else [int(p) for p in pads]
     if len(pads) != 4:
         raise unsupported(node, f"pads={pads}: symconv's layers are 2-D (four values)")
-    if pads[0] != pads[2] or pads[1] != pads[3]:
-        raise unsupported(node, f"the asymmetric pads {pads} (begin != end) are not supported by symconv yet")
-    return (pads[0], pads[1])
+    return ((pads[0], pads[2]), (pads[1], pads[3]))  # ONNX: [top, left, bottom, right]
+
+
+def _padding(node: Node, size: Shape, kernel: tuple[int, int], stride: tuple[int, int]) -> tuple[int, int]:
+    """(ph, pw) of a layer padded alike on both sides (the pooling layers); asymmetric padding is refused."""
+    (top, bottom), (left, right) = _sides(node, size, kernel, stride)
+    if (top, left) != (bottom, right):
+        raise unsupported(node, f"padding top {top} bottom {bottom} left {left} right {right} (begin != end) is "
+                                "not supported by symconv's pooling layers")
+    return (top, left)
 
 
 def _made(node: Node, make: Callable[[], Any]) -> Any:
@@ -118,19 +127,23 @@ def _conv(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list
     if w.ndim != 4:
         raise unsupported(node, f"a {w.ndim - 2}-D convolution is not supported (symconv's are 2-D)")
     K, C, R, S = w.shape
-    group = node.attr("group", 1)
-    if group != 1:
-        raise unsupported(node, f"group={group} (a grouped or depthwise convolution) is not supported: "
-                                "ConvSpec has no groups yet")
-    if C != shape[1]:
-        raise unsupported(node, f"the weight {w.shape} takes {C} channels, the input has {shape[1]}")
+    group = int(node.attr("group", 1))
+    if group < 1 or C * group != shape[1] or K % group:
+        raise unsupported(node, f"the weight {w.shape} with group={group} does not fit an input of {shape[1]} "
+                                "channels (it takes C / group channels, and K must be divisible by group)")
     if tuple(node.attr("kernel_shape", [R, S])) != (R, S):
         raise unsupported(node, f"kernel_shape {node.attrs['kernel_shape']} differs from the weight's {(R, S)}")
     stride, dilation = _pair(node, "strides", 1), _pair(node, "dilations", 1)
-    padding = _padding(node, shape[2:], (dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1), stride)
-    bias = weights[node.inputs[2]] if len(node.inputs) > 2 and node.inputs[2] else np.zeros(K)
-    layer = _made(node, lambda: Conv2d(int(K), (int(R), int(S)), stride, padding, dilation))
-    return layer, {"weight": _float(w), "bias": _float(bias).reshape(K)}
+    (top, bottom), (left, right) = _sides(node, shape[2:], (dilation[0] * (R - 1) + 1, dilation[1] * (S - 1) + 1),
+                                          stride)
+    padding: Any = (top, left) if (top, left) == (bottom, right) else ((top, bottom), (left, right))
+    has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
+    layer = _made(node, lambda: Conv2d(int(K), (int(R), int(S)), stride, padding, dilation, groups=group,
+                                       bias=has_bias))
+    params = {"weight": _float(w)}
+    if has_bias:
+        params["bias"] = _float(weights[node.inputs[2]]).reshape(K)
+    return layer, params
 
 
 def _pool(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list[Any],
@@ -221,6 +234,9 @@ def _add(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list[
     (c,) = weights.values()
     layout = (1, shape[1]) if isinstance(layers[-1], Dense) else (1, shape[1], 1, 1)
     key = f"{len(layers) - 1}.bias"
+    if isinstance(layers[-1], Conv2d) and key not in params:  # a Conv without B: the Add gives it one
+        layers[-1] = replace(layers[-1], bias=True)
+        params[key] = np.zeros(shape[1])
     params[key] = params[key] + _per_unit(node, c, layout)
     return None
 

@@ -85,6 +85,10 @@ class ReferenceGradients:
 class Network:
     """A chain of layers ending in a loss, on inputs of a fixed shape; each layer infers its shapes.
 
+    ``params`` (optional) are the network's own weights, keyed as ``parameter_shapes`` (an imported model's,
+    say): stored as read-only float64 copies, they are what ``compile``, ``export`` and the ``reference_*``
+    methods use when not given others.
+
     >>> from symconv import Conv2d, ReLU, MaxPool2d, Flatten, Dense, MSELoss
     >>> net = Network([Conv2d(1, 3), ReLU(), MaxPool2d(2), Flatten(), Dense(2), MSELoss()], (1, 1, 6, 6))
     >>> net.shapes[-1], net.parameter_shapes()
@@ -95,6 +99,7 @@ class Network:
 
     layers: tuple[Union[Layer, Loss], ...]
     input_shape: Shape
+    params: Optional[Mapping[str, np.ndarray]] = field(default=None, repr=False, compare=False)
     shapes: tuple[Shape, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +132,37 @@ class Network:
             except ValueError as error:
                 raise ValueError(f"layer {i} ({layer.describe()}) on input {shapes[-1]}: {error}") from None
         object.__setattr__(self, "shapes", tuple(shapes))
+        if self.params is not None:
+            object.__setattr__(self, "params", self._own(self.params))
+
+    def _own(self, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Given weights -> read-only float64 copies in parameter order; wrong keys or shapes are refused."""
+        expected = self.parameter_shapes()
+        if not isinstance(params, Mapping) or set(params) != set(expected):
+            keys = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            raise ValueError(f"params must have the keys {sorted(expected)}, got {keys}")
+        owned = {}
+        for key, shape in expected.items():
+            value = params[key]
+            if np.shape(value) != shape or not np.issubdtype(np.asarray(value).dtype, np.floating):
+                raise ValueError(f"params[{key!r}] must be a float array of shape {shape}, got "
+                                 f"{getattr(value, 'dtype', type(value).__name__)} {np.shape(value)}")
+            copy = np.array(value, dtype=np.float64)
+            copy.flags.writeable = False
+            owned[key] = copy
+        return owned
+
+    def with_params(self, params: Optional[Mapping[str, np.ndarray]]) -> "Network":
+        """The same layers and input shape carrying ``params`` as their weights (None: without weights)."""
+        return Network(self.layers, self.input_shape, params)
+
+    def _given(self, params: Optional[Mapping[str, np.ndarray]], dtype: Any) -> Mapping[str, np.ndarray]:
+        """The parameters a reference method runs with: those given, else the network's own in ``dtype``."""
+        if params is not None:
+            return params
+        if self.params is None:
+            raise ValueError("this network has no weights of its own: pass params (e.g. net.init_params())")
+        return {key: value.astype(dtype) for key, value in self.params.items()}
 
     @property
     def body(self) -> tuple[Layer, ...]:
@@ -189,11 +225,13 @@ class Network:
     def _layer_params(self, params: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
         return {k.split(".", 1)[1]: v for k, v in params.items() if k.split(".", 1)[0] == str(i)}
 
-    def reference_forward(self, x: np.ndarray, params: Mapping[str, np.ndarray]) -> ReferenceTrace:
+    def reference_forward(self, x: np.ndarray, params: Optional[Mapping[str, np.ndarray]] = None) -> ReferenceTrace:
         """Float NumPy forward (float32 or float64, kept); the batch may differ from ``input_shape``'s.
 
-        NaN and inf propagate by IEEE arithmetic; ``layer_reference`` documents each layer's rule.
+        ``params`` default to the network's own. NaN and inf propagate by IEEE arithmetic; ``layer_reference``
+        documents each layer's rule.
         """
+        params = self._given(params, getattr(x, "dtype", None))
         self._check(x, params)
         inputs, caches = [], []
         for i, layer in enumerate(self.body):
@@ -206,16 +244,19 @@ class Network:
         if isinstance(self.loss, MSELoss) and np.shape(target) != output.shape:
             raise ValueError(f"the MSE target must have the output's shape {output.shape}, got {np.shape(target)}")
 
-    def reference_loss(self, x: np.ndarray, params: Mapping[str, np.ndarray], target: np.ndarray) -> np.floating:
-        """E for a batch: float NumPy."""
+    def reference_loss(
+        self, x: np.ndarray, params: Optional[Mapping[str, np.ndarray]], target: np.ndarray
+    ) -> np.floating:
+        """E for a batch: float NumPy (params None: the network's own)."""
         output = self.reference_forward(x, params).output
         self._check_target(output, target)
         return self.loss.reference_forward(output, target)
 
     def reference_backward(
-        self, x: np.ndarray, params: Mapping[str, np.ndarray], target: np.ndarray
+        self, x: np.ndarray, params: Optional[Mapping[str, np.ndarray]], target: np.ndarray
     ) -> ReferenceGradients:
-        """Float NumPy backpropagation: the loss, dE/dx and dE/dparam for every parameter."""
+        """Float NumPy backpropagation: the loss, dE/dx and dE/dparam for every parameter (None: the own)."""
+        params = self._given(params, getattr(x, "dtype", None))
         trace = self.reference_forward(x, params)
         self._check_target(trace.output, target)
         grad = self.loss.reference_backward(trace.output, target)
@@ -267,17 +308,23 @@ class Network:
     def compile(self, dtype: str = "float32", **options: Any) -> "CompiledNetwork":
         """The network in generated C: forward, loss, backward and SGD steps.
 
-        ``options`` go to ``symconv.pipeline.compile_network``: params, seed, cflags, arch, threads, cache_dir.
+        ``options`` go to ``symconv.pipeline.compile_network``: params (by default the network's own, if it
+        has weights, else ``init_params(seed)``), seed, cflags, arch, threads, cache_dir.
         """
         from ..pipeline import compile_network  # imported on use: a convenience of a higher stage, as _repr_latex_
 
+        if options.get("params") is None and self.params is not None:
+            options["params"] = self.params
         return compile_network(self, dtype, **options)
 
     def export(self, directory: "os.PathLike[str] | str", name: str = "net", **options: Any) -> "list[Path]":
         """Write the network as a standalone C99 library into ``directory``; the paths written.
 
-        ``options`` go to ``symconv.export.export_network``: params, seed, dtype, strategy, weights, test_steps, ...
+        ``options`` go to ``symconv.export.export_network``: params (by default the network's own, if it has
+        weights), seed, dtype, strategy, weights, test_steps, ...
         """
         from ..export.write import export_network  # imported on use: a convenience of a higher stage, as compile
 
+        if options.get("params") is None and self.params is not None:
+            options["params"] = self.params
         return export_network(self, directory, name, **options)
