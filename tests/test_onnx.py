@@ -182,6 +182,38 @@ def test_a_mobilenet_like_block_exported_from_pytorch() -> None:
     assert so.agreement(net, model).holds
 
 
+def test_a_decoder_with_transposed_convolutions_exported_from_pytorch() -> None:
+    """ConvTranspose: stride, output_padding, groups, dilation and no bias, as a decoder or segmentation head has them."""
+    torch = pytest.importorskip("torch", reason="torch.onnx.export needs PyTorch")
+    nn = torch.nn
+    torch.manual_seed(1)
+    decoder = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                            nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2), nn.ReLU(),
+                            nn.ConvTranspose2d(6, 2, 2, dilation=2, bias=False))
+    model = _exported(decoder, (2, 3, 8, 8))
+    net = so.load(model)
+    kinds = [(type(layer).__name__, getattr(layer, "groups", None)) for layer in net.layers]
+    assert kinds == [("Conv2d", 1), ("ReLU", None), ("ConvTranspose2d", 2), ("ReLU", None), ("ConvTranspose2d", 1),
+                     ("MSELoss", None)]  # a graph without Softmax ends in the MSE loss
+    assert net.shapes[-1] == (2, 2, 10, 10) and "4.bias" not in net.params
+    x = np.random.default_rng(4).standard_normal((2, 3, 8, 8))
+    with torch.no_grad():
+        expected = decoder(torch.from_numpy(x).float()).double().numpy()
+    np.testing.assert_allclose(net.reference_forward(x).output, expected, rtol=1e-5, atol=1e-6)
+    for dtype in ("float32", "float64"):
+        assert so.agreement(net, model, dtype=dtype).holds
+
+
+@pytest.mark.parametrize("attrs, message", [
+    (dict(output_shape=[8, 8]), "the output_shape attribute is not supported"),
+    (dict(auto_pad="SAME_UPPER"), "auto_pad='SAME_UPPER' is not supported for ConvTranspose"),
+])
+def test_transposed_convolution_attributes_symconv_does_not_take(attrs: dict, message: str) -> None:
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", kernel_shape=[2, 2], strides=[2, 2], **attrs)
+    with pytest.raises(ValueError, match="node 'up' \\(ConvTranspose\\): " + message):
+        so.load(_model([node], [_init("w", (2, 3, 2, 2))], [1, 2, 4, 4]))
+
+
 def test_the_loaded_network_proves() -> None:
     conv, inits = _conv("c", "x", "a", 2, 1, 2)
     nodes = [conv, helper.make_node("Relu", ["a"], ["b"]), helper.make_node("Flatten", ["b"], ["c"]),

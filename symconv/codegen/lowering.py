@@ -299,7 +299,7 @@ def _unrolled_bodies(spec: ConvSpec, dtype: str) -> tuple[dict[str, StraightLine
 
 
 def _check_size(spec: ConvSpec) -> None:
-    for name in ("input_size", "kernel_size", "stride", "padding", "dilation"):
+    for name in ("input_size", "kernel_size", "stride", "pad_begin", "pad_end", "dilation"):
         if max(getattr(spec, name)) > _INT_MAX:  # each is a C int constant of the kernels
             raise ValueError(f"{name} {getattr(spec, name)} is beyond the C kernels' int (at most {_INT_MAX:,})")
     for name in ("input_shape", "weight_shape", "output_shape"):

@@ -2,7 +2,8 @@
 
 Each handler reads the attributes it understands through ``Node.attr``; any attribute left unread is refused by
 ``Node.check_consumed``, so an attribute symconv would silently ignore is an error instead. Padding must be the
-same before and after on each axis for the pooling layers; a Conv takes any pads (per side) and groups.
+same before and after on each axis for the pooling layers; a Conv and a ConvTranspose take any pads (per side)
+and groups.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import onnx
 
-from symconv import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, ReLU
+from symconv import AvgPool2d, Conv2d, ConvTranspose2d, Dense, Flatten, MaxPool2d, ReLU
 
 __all__ = ["Node", "HANDLERS", "unsupported"]
 
@@ -146,6 +147,43 @@ def _conv(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list
     return layer, params
 
 
+def _conv_transpose(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list[Any],
+                    params: dict[str, np.ndarray]) -> Result:
+    _four_d(node, shape)
+    w = weights[node.inputs[1]]
+    if w.ndim != 4:
+        raise unsupported(node, f"a {w.ndim - 2}-D transposed convolution is not supported (symconv's are 2-D)")
+    C, Kg, R, S = w.shape  # ONNX and PyTorch: (C_in, C_out / group, kH, kW)
+    group = int(node.attr("group", 1))
+    if group < 1 or C != shape[1] or C % group:
+        raise unsupported(node, f"the weight {w.shape} with group={group} does not fit an input of {shape[1]} "
+                                "channels (it takes all C channels, and C must be divisible by group)")
+    if tuple(node.attr("kernel_shape", [R, S])) != (R, S):
+        raise unsupported(node, f"kernel_shape {node.attrs['kernel_shape']} differs from the weight's {(R, S)}")
+    if node.attr("output_shape", None) is not None:
+        raise unsupported(node, "the output_shape attribute is not supported: give pads and output_padding")
+    # ONNX's SAME_* for ConvTranspose splits the padding the other way round from Conv's; refused rather than
+    # guessed at.
+    auto = node.attr("auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "VALID"):
+        raise unsupported(node, f"auto_pad={auto!r} is not supported for ConvTranspose: give pads")
+    stride, dilation = _pair(node, "strides", 1), _pair(node, "dilations", 1)
+    output_padding = _pair(node, "output_padding", 0)
+    pads = node.attr("pads", None)
+    pads = [0, 0, 0, 0] if pads is None or auto == "VALID" else [int(p) for p in pads]
+    if len(pads) != 4:
+        raise unsupported(node, f"pads={pads}: symconv's layers are 2-D (four values)")
+    padding: Any = ((pads[0], pads[2]), (pads[1], pads[3]))  # ONNX: [top, left, bottom, right]
+    has_bias = len(node.inputs) > 2 and bool(node.inputs[2])
+    layer = _made(node, lambda: ConvTranspose2d(int(Kg * group), (int(R), int(S)), stride, padding, output_padding,
+                                                group, has_bias, dilation))
+    _made(node, lambda: layer.spec(shape))  # an impossible shape is the node's error, named now
+    params = {"weight": _float(w)}
+    if has_bias:
+        params["bias"] = _float(weights[node.inputs[2]]).reshape(Kg * group)
+    return layer, params
+
+
 def _pool(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list[Any],
           params: dict[str, np.ndarray]) -> Result:
     _four_d(node, shape)
@@ -229,12 +267,13 @@ def _per_unit(node: Node, c: np.ndarray, layout: Shape) -> np.ndarray:
 def _add(node: Node, shape: Shape, weights: dict[str, np.ndarray], layers: list[Any],
          params: dict[str, np.ndarray]) -> Result:
     # The bias of MatMul + Add (and a bias added after any Conv or Gemm): folded into the layer before it.
-    if not layers or not isinstance(layers[-1], (Conv2d, Dense)) or node.inputs[0] == node.inputs[1]:
-        raise unsupported(node, "only an Add of a constant bias right after Conv, Gemm or MatMul is supported")
+    if not layers or not isinstance(layers[-1], (Conv2d, ConvTranspose2d, Dense)) or node.inputs[0] == node.inputs[1]:
+        raise unsupported(node, "only an Add of a constant bias right after Conv, ConvTranspose, Gemm or MatMul is "
+                                "supported")
     (c,) = weights.values()
     layout = (1, shape[1]) if isinstance(layers[-1], Dense) else (1, shape[1], 1, 1)
     key = f"{len(layers) - 1}.bias"
-    if isinstance(layers[-1], Conv2d) and key not in params:  # a Conv without B: the Add gives it one
+    if isinstance(layers[-1], (Conv2d, ConvTranspose2d)) and key not in params:  # no B: the Add gives it one
         layers[-1] = replace(layers[-1], bias=True)
         params[key] = np.zeros(shape[1])
     params[key] = params[key] + _per_unit(node, c, layout)
@@ -254,6 +293,7 @@ Handler = Callable[[Node, Shape, dict[str, np.ndarray], list[Any], dict[str, np.
 
 HANDLERS: dict[str, Handler] = {
     "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
     "Relu": _relu,
     "MaxPool": _pool,
     "AveragePool": _pool,

@@ -32,10 +32,12 @@ _RENAMED = {
 
 def _renamed_call(family: str, call: KernelCall, dtype: np.dtype) -> KernelCall:
     conv_family, names = _RENAMED[family]
-    args = tuple(replace(a, name=name, axes=axes) for a, (name, axes) in zip(call.kernel.args, names))
+    with_bias = any(a.name == "b" for a in call.kernel.args)  # a convolution with bias=False takes no b
+    names = tuple(n for n in names if with_bias or n[0] != "b")
+    args = tuple(replace(a, name=name, axes=axes) for a, (name, axes) in zip(call.kernel.args, names, strict=True))
     kernel = Kernel(family, call.kernel.name, args, call.kernel.body)
     ffi = call.operands[0].ffi
-    defaults = {"b": np.zeros(args[2].shape, dtype)} if conv_family == "forward" else None
+    defaults = {"b": np.zeros(args[2].shape, dtype)} if conv_family == "forward" and with_bias else None
     if defaults:
         defaults["b"].flags.writeable = False
     # ``call.function`` already has the thread count bound (vector strategies), so none is passed again.
@@ -110,11 +112,13 @@ class ConvTransposeKernels:
         return y
 
     def grad_input(self, dy: np.ndarray, w: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        # The convolution's forward, with its zero bias where it has one.
+        inputs = (dy, w, None) if self.spec.conv.bias else (dy, w)
         if self.spec.excess == (0, 0):
-            return self._calls["grad_input"].run((dy, w, None), (out,))
+            return self._calls["grad_input"].run(inputs, (out,))
         if out is not None:
             self._own["dx"].pointer(out)
-        full = self._calls["grad_input"].run((dy, w, None), (None,))
+        full = self._calls["grad_input"].run(inputs, (None,))
         h, wd = self.spec.input_size
         if out is None:
             return full[:, :, :h, :wd].copy()
