@@ -232,3 +232,22 @@ def test_cli_flags_build_the_spec():
     assert spec_from_args(parser.parse_args(["derive", "--padding", "same"])).pad_end == (1, 1)
     assert not spec_from_args(parser.parse_args(["demo"])).bias  # the textbook case as the seeds write it
     assert spec_from_args(parser.parse_args(["demo", "--bias"])).bias
+
+
+def test_the_latex_closed_forms_name_each_groups_channels() -> None:
+    """A grouped layer's closed forms in general: the input channels a filter reads are its group's."""
+    from symconv import latex
+
+    def general_rows(**kwargs: int) -> list[str]:
+        text = latex(derive(ConvSpec((3, 3), (2, 2), **kwargs)))
+        return [line for line in text.splitlines() if line.startswith(("O^{(n,k)}", r"\frac{\partial E}{\partial X^{(n,c)}}"))]
+
+    depthwise = general_rows(in_channels=2, out_channels=2, groups=2)
+    assert depthwise[0].startswith(r"O^{(n,k)} &= \operatorname{Correlation}\left(X^{(n,k)}, F^{(k,1)}\right)")
+    assert r"\frac{\partial E}{\partial O^{(n,c)}}" in depthwise[1] and "F^{(c,1)}" in depthwise[1]
+    grouped = general_rows(in_channels=4, out_channels=4, groups=2)
+    assert r"X^{(n,c + 2 \left\lfloor{\frac{k - 1}{2}}\right\rfloor)}, F^{(k,c)}" in grouped[0]
+    assert (r"\sum_{k=2 \left\lfloor{\frac{c - 1}{2}}\right\rfloor + 1}^{2 \left\lfloor{\frac{c - 1}{2}}\right\rfloor + 2}"
+            in grouped[1])
+    multiplier = general_rows(in_channels=2, out_channels=4, groups=2)
+    assert r"\sum_{k=2 c - 1}^{2 c}" in multiplier[1] and "F^{(k,1)}" in multiplier[1]

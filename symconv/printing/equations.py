@@ -244,17 +244,39 @@ class _Writer:
     # -- closed forms --------------------------------------------------------------------------------------
 
     def names(self, form: Form) -> tuple[str, str, str, str, int]:
-        """(lhs, left operand, right operand, summed index, size of the summed axis) as printed in general."""
+        """(lhs, left operand, right operand, summed index, size of the summed axis) as printed in general.
+
+        The summed index is the subscript of the sum (``c``, or ``k = a`` with its range for a grouped input
+        gradient). With groups, filter k reads the C/groups input channels of its group: the printed channel
+        indices say which, as SymPy's floors of the group sizes.
+        """
         s = self.spec
         if s.is_single:
             return {"output": ("O", "X", "F", "", 1), "weight": (partial("E", "F"), "X", partial("E", "O"), "", 1),
                     "input": (partial("E", "X"), partial("E", "O"), "F", "", 1)}[form]
-        # with groups, the channel sums run within one group (the first one's maps are printed)
         letter, size = {"output": ("c", s.group_in_channels), "weight": ("n", s.batch),
                         "input": ("k", s.group_out_channels)}[form]
+        base = self.d.index_base
+        n, k, c = (sp.Symbol(name, integer=True) for name in "nkc")
         # A summed axis of size one is no sum: its index is the one value it takes.
-        i = {name: name for name in "nkc"} | ({} if size > 1 else {letter: str(self.d.index_base)})
-        x, f, g = f"X^{{({i['n']},{i['c']})}}", f"F^{{({i['k']},{i['c']})}}", partial("E", f"O^{{({i['n']},{i['k']})}}")
+        index = {"n": n, "k": k, "c": c} | ({} if size > 1 else {letter: sp.Integer(base)})
+        x_channel, f_channel = index["c"], index["c"]
+        cg, kg = s.group_in_channels, s.group_out_channels
+        if s.groups > 1 and form == "input":  # c is the input channel; the filters of its group read it
+            first = kg * _floor_ratio(c - base, cg) + base
+            if size > 1:
+                letter = rf"k={sp.latex(first)}}}^{{{sp.latex(first + kg - 1)}"
+            else:
+                index["k"] = first
+            f_channel = c - cg * _floor_ratio(c - base, cg)
+        elif s.groups > 1:  # c counts the filter's own channels; its group's inputs start after the others'
+            if cg == 1:
+                index["c"] = sp.Integer(base)  # one channel per group: the filter's channel is always the first
+            x_channel = cg * _floor_ratio(k - base, kg) + index["c"]
+        tex = {name: sp.latex(value) for name, value in index.items()}
+        x = f"X^{{({tex['n']},{sp.latex(x_channel)})}}"
+        f = f"F^{{({tex['k']},{sp.latex(f_channel)})}}"
+        g = partial("E", f"O^{{({tex['n']},{tex['k']})}}")
         return {"output": ("O^{(n,k)}", x, f, letter, size),
                 "weight": (partial("E", "F^{(k,c)}"), x, g, letter, size),
                 "input": (partial("E", "X^{(n,c)}"), g, f, letter, size)}[form]
@@ -321,3 +343,10 @@ def derivation_sections(d: Derivation, options: Optional[LatexOptions] = None) -
     if w.o.bias:
         sections.append(Section("bias", "Bias gradient", tuple(w.chain_rows("bias")), tuple(w.bias_rows())))
     return sections
+
+
+def _floor_ratio(numerator: sp.Expr, denominator: int) -> sp.Expr:
+    """floor(numerator / denominator) as written, (k - 1)/2 rather than SymPy's k/2 - 1/2; the numerator alone if 1."""
+    if denominator == 1:
+        return numerator
+    return sp.floor(sp.Mul(numerator, sp.Pow(denominator, -1, evaluate=False), evaluate=False), evaluate=False)
