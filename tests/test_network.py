@@ -3,8 +3,6 @@ reference against finite differences, SymPy and PyTorch, hostile inputs, and the
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import sympy as sp
@@ -45,10 +43,8 @@ def test_derive_builds_the_whole_piecewise_loss() -> None:
     assert float(value) == pytest.approx(float(net.reference_loss(x, params, t)), rel=1e-12)
 
 
-def test_the_tiny_network_proof_holds_in_a_few_seconds() -> None:
-    start = time.perf_counter()
-    report = tiny().prove()
-    elapsed = time.perf_counter() - start
+def test_the_tiny_network_proof_holds() -> None:
+    report = tiny().prove()  # its time is the benchmarks' business, not a test's
     assert report.holds, str(report)
     assert [p.name for p in report.proofs] == [
         "grad_input",
@@ -60,7 +56,6 @@ def test_the_tiny_network_proof_holds_in_a_few_seconds() -> None:
         "region_loss_at_point",
     ]
     assert "ReLU" in report.region and "winners" in report.region
-    assert elapsed < 15  # about 2-3 s on the development machine; generous for slow CI
 
 
 def test_another_region_of_the_tiny_network() -> None:
