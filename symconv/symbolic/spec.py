@@ -59,6 +59,34 @@ def _padding_sides(padding: object, effective_kernel: Pair, stride: Pair) -> tup
     return both, both
 
 
+def set_geometry(target: object, sizes: dict[str, object], padding: object, counts: dict[str, object]) -> None:
+    """A layer's sizes (pairs), padding and counts -> validated fields set on the frozen ``target``.
+
+    Shared by ``ConvSpec`` and ``ConvTransposeSpec``: ``sizes`` holds input_size, kernel_size, stride and dilation
+    (each >= 1; any other pair, such as output_padding, is only normalised), ``counts`` the channels, batch and
+    groups; the padding becomes ``pad_begin`` and ``pad_end``.
+    """
+    pairs = {name: as_pair(name, value) for name, value in sizes.items()}
+    for name in ("input_size", "kernel_size", "stride", "dilation"):
+        if min(pairs[name]) < 1:
+            raise ValueError(f"{name} must be >= 1 on each axis, got {pairs[name]}")
+    for name, value in pairs.items():
+        object.__setattr__(target, name, value)
+    k, d = pairs["kernel_size"], pairs["dilation"]
+    effective = (k[0] + (k[0] - 1) * (d[0] - 1), k[1] + (k[1] - 1) * (d[1] - 1))
+    begin, end = _padding_sides(padding, effective, pairs["stride"])
+    if min(begin + end) < 0:
+        raise ValueError(f"padding must be >= 0 on each side, got {padding!r}")
+    object.__setattr__(target, "pad_begin", begin)
+    object.__setattr__(target, "pad_end", end)
+    checked = {name: _as_count(name, count) for name, count in counts.items()}
+    for name, count in checked.items():
+        object.__setattr__(target, name, count)
+    for name in ("in_channels", "out_channels"):
+        if checked[name] % checked["groups"]:
+            raise ValueError(f"{name} {checked[name]} must be divisible by groups {checked['groups']}")
+
+
 @dataclass(frozen=True, init=False)
 class ConvSpec:
     """One 2-D convolution layer of fixed shape (PyTorch conventions).
@@ -107,24 +135,9 @@ class ConvSpec:
                 raise ValueError("padding: give either padding or both pad_begin and pad_end")
             (top, left), (bottom, right) = as_pair("pad_begin", pad_begin), as_pair("pad_end", pad_end)
             padding = ((top, bottom), (left, right))
-        given = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride, "dilation": dilation}
-        pairs = {name: as_pair(name, value) for name, value in given.items()}
-        for name in ("input_size", "kernel_size", "stride", "dilation"):
-            if min(pairs[name]) < 1:
-                raise ValueError(f"{name} must be >= 1 on each axis, got {pairs[name]}")
-        for name, value in pairs.items():
-            object.__setattr__(self, name, value)
-        begin, end = _padding_sides(padding, self.effective_kernel, self.stride)
-        if min(begin + end) < 0:
-            raise ValueError(f"padding must be >= 0 on each side, got {padding!r}")
-        object.__setattr__(self, "pad_begin", begin)
-        object.__setattr__(self, "pad_end", end)
-        counts = {"in_channels": in_channels, "out_channels": out_channels, "batch": batch, "groups": groups}
-        for name, count in counts.items():
-            object.__setattr__(self, name, _as_count(name, count))
-        for name in ("in_channels", "out_channels"):
-            if getattr(self, name) % self.groups:
-                raise ValueError(f"{name} {getattr(self, name)} must be divisible by groups {self.groups}")
+        set_geometry(self, {"input_size": input_size, "kernel_size": kernel_size, "stride": stride,
+                            "dilation": dilation}, padding,
+                     {"in_channels": in_channels, "out_channels": out_channels, "batch": batch, "groups": groups})
         for name, flag in (("flip", flip), ("bias", bias)):
             if not isinstance(flag, bool):
                 raise ValueError(f"{name} must be a bool, got {flag!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import ConvSpec, IntOrPair, PaddingArg, Pair, _as_count, _padding_sides, as_pair
+from .spec import ConvSpec, IntOrPair, PaddingArg, Pair, set_geometry
 
 __all__ = ["ConvTransposeSpec"]
 
@@ -49,27 +49,11 @@ class ConvTransposeSpec:
                  padding: PaddingArg = 0, output_padding: IntOrPair = 0, dilation: IntOrPair = 1,
                  in_channels: int = 1, out_channels: int = 1, batch: int = 1, groups: int = 1,
                  bias: bool = True) -> None:
-        given = {"input_size": input_size, "kernel_size": kernel_size, "stride": stride, "dilation": dilation,
-                 "output_padding": output_padding}
-        pairs = {name: as_pair(name, value) for name, value in given.items()}
-        for name in ("input_size", "kernel_size", "stride", "dilation"):
-            if min(pairs[name]) < 1:
-                raise ValueError(f"{name} must be >= 1 on each axis, got {pairs[name]}")
-        for name, value in pairs.items():
-            object.__setattr__(self, name, value)
         if isinstance(padding, str):  # "same" has no meaning for a transpose, and PyTorch refuses strings too
             raise ValueError(f"padding must be an int, a pair or ((top, bottom), (left, right)), got {padding!r}")
-        begin, end = _padding_sides(padding, self.effective_kernel, self.stride)
-        if min(begin + end) < 0:
-            raise ValueError(f"padding must be >= 0 on each side, got {padding!r}")
-        object.__setattr__(self, "pad_begin", begin)
-        object.__setattr__(self, "pad_end", end)
-        counts = {"in_channels": in_channels, "out_channels": out_channels, "batch": batch, "groups": groups}
-        for name, count in counts.items():
-            object.__setattr__(self, name, _as_count(name, count))
-        for name in ("in_channels", "out_channels"):
-            if getattr(self, name) % self.groups:
-                raise ValueError(f"{name} {getattr(self, name)} must be divisible by groups {self.groups}")
+        set_geometry(self, {"input_size": input_size, "kernel_size": kernel_size, "stride": stride,
+                            "dilation": dilation, "output_padding": output_padding}, padding,
+                     {"in_channels": in_channels, "out_channels": out_channels, "batch": batch, "groups": groups})
         if not isinstance(bias, bool):
             raise ValueError(f"bias must be a bool, got {bias!r}")
         object.__setattr__(self, "bias", bias)
@@ -78,7 +62,7 @@ class ConvTransposeSpec:
             if not 0 <= a < max(s, d):
                 raise ValueError(f"output_padding {self.output_padding} must be >= 0 and smaller than stride "
                                  f"{self.stride} or dilation {self.dilation} on each axis (PyTorch's rule)")
-            if max(begin[axis], end[axis]) >= self.effective_kernel[axis]:
+            if max(self.pad_begin[axis], self.pad_end[axis]) >= self.effective_kernel[axis]:
                 raise ValueError(f"padding {self.padding_sides} must be smaller than the effective kernel size "
                                  f"{self.effective_kernel} on each side (else the corresponding convolution has "
                                  f"outputs that see only padding)")
