@@ -14,16 +14,17 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/symconv demo
 
-# The linter and the type checker first (seconds), then the suite.
+# The linter and the type checker first (seconds), then the suite, one worker per core (pytest-xdist), a test
+# file per worker at a time so that the kernels a file shares are compiled once.
 test: $(BIN)/.installed
 	$(BIN)/ruff check --no-cache symconv tests
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # The kernels and the hostile-argument tests under AddressSanitizer and UndefinedBehaviorSanitizer, their runtimes
 # preloaded (tests/sanitizers.py); fails on any report. A few minutes: every kernel is compiled anew.
 test-sanitize: $(BIN)/.installed
-	$(BIN)/python tests/sanitizers.py
+	$(BIN)/python tests/sanitizers.py --numprocesses=auto
 
 # Rewrite generated/ (kernels of the catalogue and its README); tests/test_render.py fails when it is stale.
 generated: $(BIN)/.installed
