@@ -136,8 +136,9 @@ def _cmd_prove(args: argparse.Namespace) -> int:
             return prove_all_sizes(args)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    if args.certificate is not None:
-        raise UsageError("--certificate needs --all-sizes")
+    for flag, given in (("--certificate", args.certificate is not None), ("--per-side", args.per_side)):
+        if given:
+            raise UsageError(f"{flag} needs --all-sizes")
     report = prove(_derive(args), max_terms=args.max_terms, progress=args.progress)
     print(report)
     return 0 if report.holds else 1
@@ -235,7 +236,7 @@ def _cmd_latex(args: argparse.Namespace) -> int:
             if args.all_sizes:
                 from .proofs.general import prove_general  # imported on use: z3 and isl
 
-                general = prove_general(flip=args.convolution)
+                general = prove_general(flip=args.convolution, per_side=not d.spec.is_symmetric)
             tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress), general,
                                  term_limit=args.max_terms, figures=args.figures, **options)
         else:

@@ -334,3 +334,49 @@ def test_with_s_and_d_fixed_isl_refutes_too_and_its_point_is_refuted_concretely(
                 concrete = check_candidate(L, "grad_input", no_rotation)(conv)
                 found = confirm(d.obligation.name, "isl", run.point, conv, concrete)
                 assert not found.concrete.holds and found.spec.stride[0] == 2
+
+
+# --- padding per side (issue 15): p before the input, p' after it ------------------------------------------
+
+
+@pytest.mark.parametrize("options", [dict(), dict(axes=1, stride=2, dilation=1), dict(axes=1, flip=True)],
+                         ids=["2-D every size symbolic", "1-D stride 2 (both solvers)", "1-D convolution"])
+def test_every_identity_is_proved_with_the_padding_per_side(options):
+    report = prove_general(per_side=True, **options)
+    assert report.holds, str(report)
+    assert "padding per side" in report.spec.describe()
+    assert "k-1-p'+a" in report["grad_input"].statement
+
+
+def test_per_side_assumptions_bound_each_side_and_give_the_output_size():
+    L = GeneralSpec.of(axes=1, per_side=True)
+    text = [str(c) for c in L.assumptions()]
+    assert "pe >= 0" in text and "d*k - d - pe >= 0" in text  # 0 <= p' < k_eff
+    assert "a + d*k - d - n - p - pe + q*s + 1 == 0" in text  # n + p + p' - k_eff = s q + a
+    spec = L.to_conv_spec({"n": 5, "k": 2, "s": 2, "p": 0, "pe": 1, "d": 1, "q": 1, "a": 0, "N": 1, "C": 1, "K": 1})
+    assert spec.pad_begin == (0, 0) and spec.pad_end == (1, 0)
+    with pytest.raises(ValueError, match="per_side"):
+        GeneralSpec.of(axes=1, pad_end=1)
+
+
+def test_the_symmetric_full_padding_is_refuted_per_side_by_a_shape_with_unequal_sides():
+    L = GeneralSpec.of(axes=1, per_side=True)
+    e, p, pe, a, s, d = L.k_eff, L.p, L.p_end, L.a, L.s, L.d
+    assert check_general(L, "grad_input", correlate(pad(dilate(L.G, s), e - 1 - p, e - 1 - pe + a),
+                                                    rot180(dilate(L.F, d)))).holds
+    proof = check_general(L, "grad_input", correlate(pad(dilate(L.G, s), e - 1 - p, e - 1 - p + a),
+                                                     rot180(dilate(L.F, d))))
+    assert proof.verdict == "refuted" and proof.counterexample is not None
+    spec = proof.counterexample.spec
+    assert not proof.counterexample.concrete.holds and spec.pad_begin != spec.pad_end
+
+
+def test_prove_all_sizes_with_both_sides_fixed_writes_a_certificate_that_rechecks(tmp_path, capsys):
+    folder = tmp_path / "cert"
+    assert main(["prove", "--all-sizes", "--axes", "1", "--padding", "0,1,0,1", "--stride", "1", "--dilation", "1",
+                 "--certificate", str(folder)]) == 0
+    assert "8 of 8 identities proved for every size" in capsys.readouterr().out
+    data = json.loads((folder / "certificate.json").read_text())
+    assert data["options"]["per_side"] and data["options"]["padding"] == [0] and data["options"]["pad_end"] == [1]
+    assert main(["recheck", str(folder)]) == 0
+    assert main(["prove", "--per-side"]) == 2 and "--per-side needs --all-sizes" in capsys.readouterr().err

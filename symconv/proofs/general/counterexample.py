@@ -67,10 +67,10 @@ class GeneralCounterexample:
 
 
 def size_values(general: GeneralSpec, spec: ConvSpec) -> dict[sp.Symbol, int]:
-    """The value of every symbol of ``general`` (n, k, s, p, d, q, a, N, C, K) for the concrete ``spec``."""
+    """The value of every symbol of ``general`` (n, k, s, p, p', d, q, a, N, C, K) for the concrete ``spec``."""
     values: dict[sp.Symbol, int] = {}
-    fields = {"n": spec.input_size, "k": spec.kernel_size, "s": spec.stride, "p": spec.padding, "d": spec.dilation,
-              "q": tuple(o - 1 for o in spec.output_size), "a": spec.leftover}
+    fields = {"n": spec.input_size, "k": spec.kernel_size, "s": spec.stride, "p": spec.pad_begin, "pe": spec.pad_end,
+              "d": spec.dilation, "q": tuple(o - 1 for o in spec.output_size), "a": spec.leftover}
     for i, axis in enumerate(general.axes):
         for letter, pair in fields.items():
             symbol = getattr(axis, letter)

@@ -139,10 +139,12 @@ K_EFF = sp.Symbol(r"k_{\mathrm{eff}}")
 
 
 def plain(x: sp.Expr) -> sp.Expr:
-    """A size for print: the axis letter dropped (n for n_h), d·k - d + 1 written k_eff."""
+    """A size for print: the axis letter dropped (n for n_h), d·k - d + 1 written k_eff, pe (the padding after
+    the input) written p'."""
     x = sp.sympify(x)
     strip = {v: sp.Symbol(v.name.rsplit("_", 1)[0]) for v in x.free_symbols if v.name.endswith(("_h", "_w"))}
     x = x.xreplace(strip)
+    x = x.xreplace({v: sp.Symbol("p'") for v in x.free_symbols if v.name == "pe"})
     named = {v.name: v for v in x.free_symbols}
     d, k = named.get("d"), named.get("k")
     if d is not None and k is not None and x.has(d * k):

@@ -3,7 +3,9 @@
 A ``GeneralSpec`` is a ``ConvSpec`` with some sizes left symbolic. Its assumptions are exactly the rules
 ``ConvSpec`` enforces: n, k, s, d >= 1, 0 <= p < k_eff, k_eff <= n + 2p (k_eff = d(k-1)+1), plus the output size
 as integer arithmetic: n + 2p - k_eff = s·q + a with 0 <= a < s, so the output has q + 1 entries and a is the
-leftover. A model of these (a value for every symbol) is a ``ConvSpec``: ``to_conv_spec``.
+leftover. With ``per_side`` the padding after the input (bottom, right) is a size of its own, p' (PyTorch's
+"same" and ONNX's SAME_UPPER give p' = p + 1 for even kernels): then 0 <= p, p' < k_eff and n + p + p' - k_eff
+= s·q + a. A model of these (a value for every symbol) is a ``ConvSpec``: ``to_conv_spec``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ class Axis:
     d: sp.Expr
     q: sp.Symbol
     a: sp.Symbol
+    pe: Optional[sp.Expr] = None
+    """The padding after the input, where it is not ``p`` (``per_side``)."""
+
+    @property
+    def p_end(self) -> sp.Expr:
+        return self.p if self.pe is None else self.pe
 
     @property
     def k_eff(self) -> sp.Expr:
@@ -49,15 +57,17 @@ class Axis:
         return self.q + 1
 
     def assumptions(self) -> tuple[Constraint, ...]:
-        n, k, s, p, d, q, a, e = self.n, self.k, self.s, self.p, self.d, self.q, self.a, self.k_eff
+        n, k, s, p, d, q, a, e, pe = self.n, self.k, self.s, self.p, self.d, self.q, self.a, self.k_eff, self.p_end
+        end = (Constraint(">=", pe), Constraint(">=", e - 1 - pe)) if self.pe is not None else ()
         return (
             Constraint(">=", n - 1), Constraint(">=", k - 1), Constraint(">=", s - 1), Constraint(">=", d - 1),
-            Constraint(">=", p), Constraint(">=", e - 1 - p), Constraint(">=", n + 2 * p - e),
-            Constraint("==", n + 2 * p - e - s * q - a), Constraint(">=", a), Constraint(">=", s - 1 - a),
+            Constraint(">=", p), Constraint(">=", e - 1 - p), *end, Constraint(">=", n + p + pe - e),
+            Constraint("==", n + p + pe - e - s * q - a), Constraint(">=", a), Constraint(">=", s - 1 - a),
         )
 
     def parameters(self) -> tuple[sp.Symbol, ...]:
-        return tuple(v for v in (self.n, self.k, self.s, self.p, self.d, self.q, self.a) if isinstance(v, sp.Symbol))
+        return tuple(v for v in (self.n, self.k, self.s, self.p, self.pe, self.d, self.q, self.a)
+                     if isinstance(v, sp.Symbol))
 
 
 def _fixed(field: str, value: Fixed, axes: int) -> tuple[Optional[int], ...]:
@@ -80,17 +90,23 @@ class GeneralSpec:
     @classmethod
     def of(cls, axes: int = 2, *, input_size: Fixed = None, kernel_size: Fixed = None, stride: Fixed = None,
            padding: Fixed = None, dilation: Fixed = None, channels: bool = False, batch: Optional[int] = None,
-           in_channels: Optional[int] = None, out_channels: Optional[int] = None, flip: bool = False) -> "GeneralSpec":
-        """Every size symbolic except those given (an int, or one per axis).
+           in_channels: Optional[int] = None, out_channels: Optional[int] = None, flip: bool = False,
+           per_side: bool = False, pad_end: Fixed = None) -> "GeneralSpec":
+        """Every size symbolic except those given (an int, or one per axis). ``per_side``: the padding after the
+        input is a size of its own (``pad_end`` fixes it; ``padding`` is then the padding before).
 
         >>> GeneralSpec.of(axes=1, stride=2).axes[0].s
         2
+        >>> GeneralSpec.of(axes=1, per_side=True, padding=0).axes[0].p_end
+        pe
         """
         if axes not in AXIS_NAMES:
             raise ValueError(f"axes must be 1 or 2, got {axes!r}")
         fixed = {f: _fixed(f, v, axes) for f, v in
                  (("input_size", input_size), ("kernel_size", kernel_size), ("stride", stride), ("padding", padding),
-                  ("dilation", dilation))}
+                  ("dilation", dilation), ("pad_end", pad_end))}
+        if pad_end is not None and not per_side:
+            raise ValueError("pad_end needs per_side=True (without it the padding after the input is padding)")
         built = []
         for i, name in enumerate(AXIS_NAMES[axes]):
             def value(field: str, letter: str, i: int = i, name: str = name) -> sp.Expr:
@@ -98,7 +114,8 @@ class GeneralSpec:
                 return sp.Symbol(_name(letter, name), integer=True) if v is None else sp.Integer(v)
             built.append(Axis(name, value("input_size", "n"), value("kernel_size", "k"), value("stride", "s"),
                               value("padding", "p"), value("dilation", "d"), sp.Symbol(_name("q", name), integer=True),
-                              sp.Symbol(_name("a", name), integer=True)))
+                              sp.Symbol(_name("a", name), integer=True),
+                              value("pad_end", "pe") if per_side else None))
         counts = None
         if channels:
             counts = tuple(sp.Symbol(letter, integer=True) if v is None else sp.Integer(v)
@@ -111,6 +128,10 @@ class GeneralSpec:
                 raise ValueError(f"the fixed sizes break an assumption: {c}")
         return spec
 
+    @property
+    def per_side(self) -> bool:
+        return any(a.pe is not None for a in self.axes)
+
     def _vec(self, field: str) -> Vec:
         return Vec(tuple(getattr(a, field) for a in self.axes))
 
@@ -118,6 +139,7 @@ class GeneralSpec:
     k = property(lambda self: self._vec("k"))
     s = property(lambda self: self._vec("s"))
     p = property(lambda self: self._vec("p"))
+    p_end = property(lambda self: self._vec("p_end"))
     d = property(lambda self: self._vec("d"))
     q = property(lambda self: self._vec("q"))
     a = property(lambda self: self._vec("a"))
@@ -168,6 +190,10 @@ class GeneralSpec:
         parts = [f"{len(self.axes)}-D"]
         parts.append((" ".join(symbolic) + " symbolic" + (" per axis" if len(self.axes) > 1 else "")) if symbolic else "")
         parts += fixed
+        if self.per_side:
+            ends = [a.pe for a in self.axes]
+            parts.append("padding per side" + ("" if all(isinstance(v, sp.Symbol) for v in ends)
+                                               else " (after: " + "x".join(map(str, ends)) + ")"))
         if self.counts is None:
             parts.append("one channel")
         else:
@@ -181,10 +207,11 @@ class GeneralSpec:
         def value(expr: sp.Expr) -> int:
             return int(expr.xreplace({sp.Symbol(k, integer=True): v for k, v in point.items()}))
 
-        per = {f: tuple(value(getattr(a, f)) for a in self.axes) for f in ("n", "k", "s", "p", "d")}
+        fields = ("n", "k", "s", "p", "p_end", "d")
+        per = {f: tuple(value(getattr(a, f)) for a in self.axes) for f in fields}
         if len(self.axes) == 1:
-            per = {f: v + ({"n": 1, "k": 1, "s": 1, "p": 0, "d": 1}[f],) for f, v in per.items()}
+            per = {f: v + ({"n": 1, "k": 1, "s": 1, "p": 0, "p_end": 0, "d": 1}[f],) for f, v in per.items()}
         N, C, K = (value(c) for c in self.counts) if self.counts is not None else (1, 1, 1)
-        n, k, s, p, d = (per[f][:2] for f in ("n", "k", "s", "p", "d"))
-        return ConvSpec((n[0], n[1]), (k[0], k[1]), (s[0], s[1]), (p[0], p[1]), (d[0], d[1]), in_channels=C,
-                        out_channels=K, batch=N, flip=self.flip)
+        n, k, s, p, pe, d = (per[f][:2] for f in fields)
+        return ConvSpec((n[0], n[1]), (k[0], k[1]), (s[0], s[1]), ((p[0], pe[0]), (p[1], pe[1])), (d[0], d[1]),
+                        in_channels=C, out_channels=K, batch=N, flip=self.flip)

@@ -162,18 +162,18 @@ def closed_forms(spec: GeneralSpec, stride_one: bool = False) -> dict[str, Grid]
     sum_c = (lambda g: total(g, (c, 0, C - 1))) if spec.counts is not None else (lambda g: g)
     sum_f = (lambda g: total(g, (f, 0, K - 1))) if spec.counts is not None else (lambda g: g)
     sum_b = (lambda g: total(g, (b, 0, N - 1))) if spec.counts is not None else (lambda g: g)
-    e, p, s, d, a = spec.k_eff, spec.p, spec.s, spec.d, spec.a
+    e, p, pe, s, d, a = spec.k_eff, spec.p, spec.p_end, spec.s, spec.d, spec.a
 
     kernel = rot180(dilate(F, d)) if spec.flip else dilate(F, d)
-    linear = sum_c(correlate(pad(X, p, p), kernel, s))
-    other = (correlate if spec.flip else convolve)(pad(X, p, p), rot180(dilate(F, d)), s)
+    linear = sum_c(correlate(pad(X, p, pe), kernel, s))
+    other = (correlate if spec.flip else convolve)(pad(X, p, pe), rot180(dilate(F, d)), s)
     bias = broadcast(sp.IndexedBase("B")[f], linear.extent, len(spec.axes))
     if stride_one:
         G = pad(dilate(G, s), 0, a)
         s, a = 1, 0
-    full = crop(correlate(pad(X, p, p), dilate(G, s)), e)
+    full = crop(correlate(pad(X, p, pe), dilate(G, s)), e)
     grad_weight = sum_b(subsample(rot180(full) if spec.flip else full, d))
-    grad_input = sum_f(correlate(pad(dilate(G, s), e - 1 - p, e - 1 - p + a), rot180(kernel)))
+    grad_input = sum_f(correlate(pad(dilate(G, s), e - 1 - p, e - 1 - pe + a), rot180(kernel)))
     return {
         "output": plus(linear, bias),
         "linear": linear,
@@ -219,14 +219,15 @@ def identities(spec: GeneralSpec) -> tuple[Identity, ...]:
                       forward_output(spec, entry_b, entry_f, out.entry[len(out.entry) - len(spec.axes):], bias=False),
                       closed["other"])
     other = "cross-correlation" if spec.flip else "true convolution"
+    pads, end = ("p, p'", "p'") if spec.per_side else ("p", "p")  # p' the padding after the input
     return (
-        Identity("forward", "O = Correlation(pad(X, p), dilate(F, d), stride s) + b, summed over input channels",
+        Identity("forward", f"O = Correlation(pad(X, {pads}), dilate(F, d), stride s) + b, summed over input channels",
                  (eq("output", closed["output"]),)),
         Identity("rotated_kernel", f"the layer's output equals {other} with the kernel rotated by 180 degrees (plus b)",
                  (linear,)),
-        Identity("grad_weight", "dE/dF = Correlation(pad(X, p), dilate(dE/dO, s)) cropped to the kernel, summed over the batch",
+        Identity("grad_weight", f"dE/dF = Correlation(pad(X, {pads}), dilate(dE/dO, s)) cropped to the kernel, summed over the batch",
                  (eq("grad_weight", closed["grad_weight"]),)),
-        Identity("grad_input", "dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), k-1-p, k-1-p+a), rot180(F)), summed over filters",
+        Identity("grad_input", f"dE/dX = full convolution: Correlation(pad(dilate(dE/dO, s), k-1-p, k-1-{end}+a), rot180(F)), summed over filters",
                  (eq("grad_input", closed["grad_input"]),)),
         Identity("grad_bias", "dE/db = sum of dE/dO over batch and space", (eq("grad_bias", closed["grad_bias"]),)),
         Identity("upsample_then_stride_one",
