@@ -16,7 +16,8 @@ __all__ = ["add_all_sizes_flags", "general_options", "layer_options", "prove_all
 
 LAYERS = ("conv", "relu", "maxpool", "avgpool", "dense", "mse", "crossentropy")
 CONV_ONLY = {"dilation": "--dilation", "batch": "--batch", "channels": "--channels", "filters": "--filters",
-             "convolution": "--convolution", "one_channel": "--one-channel", "per_side": "--per-side"}
+             "convolution": "--convolution", "one_channel": "--one-channel", "per_side": "--per-side",
+             "grouped": "--grouped", "groups": "--groups"}
 
 
 def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
@@ -30,6 +31,8 @@ def add_all_sizes_flags(prove_cmd: argparse.ArgumentParser) -> None:
                         "--input, and for pooling --kernel (the window), --stride, --padding fix sizes)")
     g.add_argument("--axes", type=int, choices=(1, 2), default=2, help="spatial axes of the theorem (default 2)")
     g.add_argument("--one-channel", action="store_true", help="one image, channel and filter (no channel sums)")
+    g.add_argument("--grouped", action="store_true",
+                   help="G groups, G symbolic (--groups fixes G); channels and filters then run within a group")
     g.add_argument("--per-side", action="store_true",
                    help="the padding after the input (bottom, right) a size of its own, as 'same' padding makes it")
     g.add_argument("--solvers", default="z3,isl", metavar="LIST",
@@ -43,10 +46,24 @@ def general_options(args: argparse.Namespace) -> dict[str, Any]:
     def axes_of(pair: Any) -> Any:
         return None if pair is None else (pair[0],) if args.axes == 1 else pair
 
-    if args.groups is not None or args.no_bias or isinstance(args.padding, str):
-        raise ValueError("prove --all-sizes covers dense layers with a bias and numeric padding: leave out "
-                         "--groups, --no-bias and --padding same/valid (prove them per shape)")
+    if args.no_bias or isinstance(args.padding, str):
+        raise ValueError("prove --all-sizes covers layers with a bias and numeric padding: leave out "
+                         "--no-bias and --padding same/valid (prove them per shape)")
     counts = {"batch": args.batch, "in_channels": args.channels, "out_channels": args.filters}
+    grouping: dict[str, Any] = {}
+    if args.groups is not None or args.grouped:
+        if args.one_channel:
+            raise ValueError("--groups and --grouped need channels: leave out --one-channel")
+        grouping = {"grouped": True, "groups": args.groups}
+        for key, flag in (("in_channels", "--channels"), ("out_channels", "--filters")):
+            given = counts[key]
+            if given is None:
+                continue
+            if args.groups is None:
+                raise ValueError(f"{flag} with --grouped needs --groups (the theorem counts each group's channels)")
+            if given % args.groups:
+                raise ValueError(f"{flag} {given} is not divisible by --groups {args.groups}")
+            counts[key] = given // args.groups
     padding, sides = args.padding, {}
     if padding is not None and not isinstance(padding[0], int):  # T,B,L,R: both sides fixed
         padding, sides = tuple(b for b, _ in padding), {"per_side": True, "pad_end": axes_of(tuple(e for _, e in padding))}
@@ -54,7 +71,7 @@ def general_options(args: argparse.Namespace) -> dict[str, Any]:
         sides = {"per_side": True}
     return dict(axes=args.axes, channels=not args.one_channel, flip=args.convolution, input_size=axes_of(args.input),
                 kernel_size=axes_of(args.kernel), stride=axes_of(args.stride), padding=axes_of(padding),
-                dilation=axes_of(args.dilation), **sides, **({} if args.one_channel else counts))
+                dilation=axes_of(args.dilation), **sides, **grouping, **({} if args.one_channel else counts))
 
 
 def layer_options(args: argparse.Namespace) -> dict[str, Any]:

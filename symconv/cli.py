@@ -136,7 +136,8 @@ def _cmd_prove(args: argparse.Namespace) -> int:
             return prove_all_sizes(args)
         except ValueError as error:
             raise UsageError(str(error)) from None
-    for flag, given in (("--certificate", args.certificate is not None), ("--per-side", args.per_side)):
+    for flag, given in (("--certificate", args.certificate is not None), ("--per-side", args.per_side),
+                        ("--grouped", args.grouped)):
         if given:
             raise UsageError(f"{flag} needs --all-sizes")
     report = prove(_derive(args), max_terms=args.max_terms, progress=args.progress)
@@ -236,7 +237,8 @@ def _cmd_latex(args: argparse.Namespace) -> int:
             if args.all_sizes:
                 from .proofs.general import prove_general  # imported on use: z3 and isl
 
-                general = prove_general(flip=args.convolution, per_side=not d.spec.is_symmetric)
+                general = prove_general(flip=args.convolution, per_side=not d.spec.is_symmetric,
+                                        grouped=d.spec.groups > 1)
             tex = latex_document(d, prove(d, max_terms=args.max_terms, progress=args.progress), general,
                                  term_limit=args.max_terms, figures=args.figures, **options)
         else:

@@ -380,3 +380,67 @@ def test_prove_all_sizes_with_both_sides_fixed_writes_a_certificate_that_recheck
     assert data["options"]["per_side"] and data["options"]["padding"] == [0] and data["options"]["pad_end"] == [1]
     assert main(["recheck", str(folder)]) == 0
     assert main(["prove", "--per-side"]) == 2 and "--per-side needs --all-sizes" in capsys.readouterr().err
+
+
+# --- grouped layers (issue 15): G groups of C input channels and K filters, indexed by group ---------------
+
+
+@pytest.mark.parametrize("options", [dict(), dict(axes=1, groups=3, stride=2, dilation=1, per_side=True, flip=True)],
+                         ids=["2-D every size and G symbolic", "1-D 3 groups, stride 2, per side, convolution"])
+def test_every_identity_is_proved_for_grouped_layers(options):
+    report = prove_general(grouped=True, **options)
+    assert report.holds, str(report)
+    assert "groups of channels" in report.spec.describe()
+
+
+def test_a_grouped_point_is_the_conv_spec_whose_channels_run_within_groups():
+    L = GeneralSpec.of(axes=1, grouped=True, channels=True)
+    assert L.shapes()["F"][:3] == (L.groups, *L.counts[2:], L.counts[1])  # F[g, f, c, m]
+    spec = L.to_conv_spec({"n": 4, "k": 2, "s": 1, "p": 0, "d": 1, "q": 2, "a": 0, "N": 1, "C": 2, "K": 3, "G": 2})
+    assert (spec.groups, spec.in_channels, spec.out_channels) == (2, 4, 6)
+    with pytest.raises(ValueError, match="channels=True"):
+        GeneralSpec.of(axes=1, grouped=True)
+
+
+def test_reading_the_first_groups_filters_for_every_group_is_refuted_with_two_groups():
+    # The fault the grouped LaTeX once had: each group's input gradient from group 0's filters.
+    from symconv.proofs.general.notation import tensor, total
+    from symconv.proofs.general.theorems import closed_forms
+    from symconv.symbolic import forms
+    from symconv.symbolic.symbols import to_numpy
+
+    L = GeneralSpec.of(axes=1, grouped=True, channels=True, stride=1, dilation=1, padding=0)
+    N, C, K = L.counts
+    b, g, c, f = (sp.Symbol(v, integer=True) for v in "bgcf")
+    right = closed_forms(L)["grad_input"]
+    G, F0 = tensor("G", L.outputs, (b, g, f)), tensor("F", L.k, (0, f, c))
+    wrong = total(correlate(pad(G, L.k_eff - 1 - L.p, L.k_eff - 1 - L.p), rot180(F0)), (f, 0, K - 1))
+    base = derived_tensors(L)["grad_input"]
+
+    def group_zero_filters(point):
+        conv = L.to_conv_spec(point)
+        d = derive(conv)
+        weight = to_numpy(d.weight)
+        first = weight[[k % conv.group_out_channels for k in range(conv.out_channels)]]
+        return conv, check(d, "grad_input", forms.grad_input(conv, first, to_numpy(d.grad_output)).tolist())
+
+    def decide(grid, concrete):
+        eq = Equation("grad_input", base.entry, base.ranges, base.derived, grid)
+        return report_module.prove_identity("grad_input", "", [eq], ("z3",), 10.0,
+                                            lambda eqs: report_module.plan(L, eqs), concrete)
+
+    assert decide(right, report_module._concrete(L, "grad_input")).holds
+    proof = decide(wrong, group_zero_filters)
+    assert proof.verdict == "refuted" and not proof.counterexample.concrete.holds
+    assert proof.counterexample.spec.groups >= 2
+
+
+def test_prove_all_sizes_with_groups_from_the_command_line(tmp_path, capsys):
+    folder = tmp_path / "cert"
+    assert main(["prove", "--all-sizes", "--axes", "1", "--groups", "2", "--stride", "1", "--dilation", "1",
+                 "--certificate", str(folder)]) == 0
+    assert "8 of 8 identities proved for every size" in capsys.readouterr().out
+    data = json.loads((folder / "certificate.json").read_text())
+    assert data["options"]["groups"] == 2 and data["options"]["grouped"]
+    assert main(["recheck", str(folder)]) == 0
+    assert main(["prove", "--all-sizes", "--axes", "1", "--grouped", "--stride", "1", "--dilation", "1"]) == 0

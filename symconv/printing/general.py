@@ -146,7 +146,8 @@ def assumption_parts(report: GeneralProofReport) -> list[str]:
         return list(dict.fromkeys(_relation(Constraint(c.relation, plain(c.expr))) for c in report.assumptions))
     first = report.spec.axes[0]
     per_axis = [Constraint(c.relation, plain(c.expr)) for c in first.assumptions() if c.truth is not True]
-    counts = [] if report.spec.counts is None else [r"N, C, K \ge 1"]
+    counts = [] if report.spec.counts is None else [
+        r"N, C, K, G \ge 1" if report.spec.groups is not None else r"N, C, K \ge 1"]
     return [_relation(c) for c in per_axis] + counts
 
 

@@ -67,7 +67,7 @@ class GeneralCounterexample:
 
 
 def size_values(general: GeneralSpec, spec: ConvSpec) -> dict[sp.Symbol, int]:
-    """The value of every symbol of ``general`` (n, k, s, p, p', d, q, a, N, C, K) for the concrete ``spec``."""
+    """The value of every symbol of ``general`` (n, k, s, p, p', d, q, a, N, C, K, G) for the concrete ``spec``."""
     values: dict[sp.Symbol, int] = {}
     fields = {"n": spec.input_size, "k": spec.kernel_size, "s": spec.stride, "p": spec.pad_begin, "pe": spec.pad_end,
               "d": spec.dilation, "q": tuple(o - 1 for o in spec.output_size), "a": spec.leftover}
@@ -77,7 +77,8 @@ def size_values(general: GeneralSpec, spec: ConvSpec) -> dict[sp.Symbol, int]:
             if isinstance(symbol, sp.Symbol):
                 values[symbol] = pair[i]
     if general.counts is not None:
-        for symbol, v in zip(general.counts, (spec.batch, spec.in_channels, spec.out_channels)):
+        counts = (spec.batch, spec.group_in_channels, spec.group_out_channels, spec.groups)
+        for symbol, v in zip((*general.counts, general.groups), counts):
             if isinstance(symbol, sp.Symbol):
                 values[symbol] = v
     return values

@@ -5,7 +5,10 @@ A ``GeneralSpec`` is a ``ConvSpec`` with some sizes left symbolic. Its assumptio
 as integer arithmetic: n + 2p - k_eff = s·q + a with 0 <= a < s, so the output has q + 1 entries and a is the
 leftover. With ``per_side`` the padding after the input (bottom, right) is a size of its own, p' (PyTorch's
 "same" and ONNX's SAME_UPPER give p' = p + 1 for even kernels): then 0 <= p, p' < k_eff and n + p + p' - k_eff
-= s·q + a. A model of these (a value for every symbol) is a ``ConvSpec``: ``to_conv_spec``.
+= s·q + a. A grouped layer (``groups``) has G groups of C input channels and K filters each, its tensors
+indexed by group as PyTorch's grouped kernels view them, X[b, g, c, x], F[g, f, c, m], dE/dO[b, g, f, o] and
+B[g, f]: channel g·C + c of the layer is channel c of group g. A model of these (a value for every symbol) is a
+``ConvSpec``: ``to_conv_spec``.
 """
 
 from __future__ import annotations
@@ -81,19 +84,23 @@ def _fixed(field: str, value: Fixed, axes: int) -> tuple[Optional[int], ...]:
 
 @dataclass(frozen=True)
 class GeneralSpec:
-    """A convolution layer with symbolic sizes; ``counts`` (N, C, K) is None for the one-channel textbook case."""
+    """A convolution layer with symbolic sizes; ``counts`` (N, C, K) is None for the one-channel textbook case;
+    ``groups`` (G) is None for a dense layer, else C and K are each group's."""
 
     axes: tuple[Axis, ...]
     counts: Optional[tuple[sp.Expr, sp.Expr, sp.Expr]]
     flip: bool = False
+    groups: Optional[sp.Expr] = None
 
     @classmethod
     def of(cls, axes: int = 2, *, input_size: Fixed = None, kernel_size: Fixed = None, stride: Fixed = None,
            padding: Fixed = None, dilation: Fixed = None, channels: bool = False, batch: Optional[int] = None,
            in_channels: Optional[int] = None, out_channels: Optional[int] = None, flip: bool = False,
-           per_side: bool = False, pad_end: Fixed = None) -> "GeneralSpec":
+           per_side: bool = False, pad_end: Fixed = None, grouped: bool = False,
+           groups: Optional[int] = None) -> "GeneralSpec":
         """Every size symbolic except those given (an int, or one per axis). ``per_side``: the padding after the
-        input is a size of its own (``pad_end`` fixes it; ``padding`` is then the padding before).
+        input is a size of its own (``pad_end`` fixes it; ``padding`` is then the padding before). ``grouped``:
+        G groups (``groups`` fixes G), ``in_channels`` and ``out_channels`` then per group.
 
         >>> GeneralSpec.of(axes=1, stride=2).axes[0].s
         2
@@ -122,7 +129,14 @@ class GeneralSpec:
                            for letter, v in (("N", batch), ("C", in_channels), ("K", out_channels)))
         elif (batch, in_channels, out_channels) != (None, None, None):
             raise ValueError("batch, in_channels and out_channels need channels=True")
-        spec = cls(tuple(built), counts, bool(flip))
+        if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int)):
+            raise ValueError(f"groups must be None or an int, got {groups!r}")
+        group_count = None
+        if grouped or groups is not None:
+            if not channels:
+                raise ValueError("a grouped layer needs channels=True")
+            group_count = sp.Symbol("G", integer=True) if groups is None else sp.Integer(groups)
+        spec = cls(tuple(built), counts, bool(flip), group_count)
         for c in spec.assumptions():
             if c.truth is False:
                 raise ValueError(f"the fixed sizes break an assumption: {c}")
@@ -166,15 +180,20 @@ class GeneralSpec:
         if self.counts is None:
             return {**spatial, "B": (sp.Integer(1),)}
         N, C, K = self.counts
-        return {"X": (N, C) + spatial["X"], "F": (K, C) + spatial["F"], "G": (N, K) + spatial["G"], "B": (K,)}
+        g = (self.groups,) if self.groups is not None else ()
+        return {"X": (N, *g, C) + spatial["X"], "F": (*g, K, C) + spatial["F"], "G": (N, *g, K) + spatial["G"],
+                "B": (*g, K)}
+
+    def _counts(self) -> tuple[sp.Expr, ...]:
+        return (*(self.counts or ()), *((self.groups,) if self.groups is not None else ()))
 
     def parameters(self) -> tuple[sp.Symbol, ...]:
-        counts = tuple(c for c in (self.counts or ()) if isinstance(c, sp.Symbol))
+        counts = tuple(c for c in self._counts() if isinstance(c, sp.Symbol))
         return tuple(p for a in self.axes for p in a.parameters()) + counts
 
     def assumptions(self) -> tuple[Constraint, ...]:
         out = [c for a in self.axes for c in a.assumptions()]
-        out += [Constraint(">=", c - 1) for c in self.counts or ()]
+        out += [Constraint(">=", c - 1) for c in self._counts()]
         return tuple(c for c in out if c.truth is not True)
 
     def describe(self) -> str:
@@ -196,6 +215,8 @@ class GeneralSpec:
                                                else " (after: " + "x".join(map(str, ends)) + ")"))
         if self.counts is None:
             parts.append("one channel")
+        elif self.groups is not None:
+            parts.append(f"{self.groups} groups of channels " + ", ".join(map(str, self.counts)))
         else:
             parts.append("channels " + ", ".join(map(str, self.counts)))
         parts.append("convolution" if self.flip else "cross-correlation")
@@ -213,5 +234,6 @@ class GeneralSpec:
             per = {f: v + ({"n": 1, "k": 1, "s": 1, "p": 0, "p_end": 0, "d": 1}[f],) for f, v in per.items()}
         N, C, K = (value(c) for c in self.counts) if self.counts is not None else (1, 1, 1)
         n, k, s, p, pe, d = (per[f][:2] for f in fields)
+        G = value(self.groups) if self.groups is not None else 1
         return ConvSpec((n[0], n[1]), (k[0], k[1]), (s[0], s[1]), ((p[0], pe[0]), (p[1], pe[1])), (d[0], d[1]),
-                        in_channels=C, out_channels=K, batch=N, flip=self.flip)
+                        in_channels=G * C, out_channels=G * K, batch=N, flip=self.flip, groups=G)
