@@ -371,12 +371,17 @@ def test_the_symmetric_full_padding_is_refuted_per_side_by_a_shape_with_unequal_
     assert not proof.counterexample.concrete.holds and spec.pad_begin != spec.pad_end
 
 
-def test_prove_all_sizes_with_both_sides_fixed_writes_a_certificate_that_rechecks(tmp_path, capsys):
-    folder = tmp_path / "cert"
-    assert main(["prove", "--all-sizes", "--axes", "1", "--padding", "0,1,0,1", "--stride", "1", "--dilation", "1",
+def _certified(folder, capsys, *flags: str) -> dict:
+    """``prove --all-sizes`` in 1-D at stride and dilation 1 with ``flags``, its certificate written and read."""
+    assert main(["prove", "--all-sizes", "--axes", "1", *flags, "--stride", "1", "--dilation", "1",
                  "--certificate", str(folder)]) == 0
     assert "8 of 8 identities proved for every size" in capsys.readouterr().out
-    data = json.loads((folder / "certificate.json").read_text())
+    return json.loads((folder / "certificate.json").read_text())
+
+
+def test_prove_all_sizes_with_both_sides_fixed_writes_a_certificate_that_rechecks(tmp_path, capsys):
+    folder = tmp_path / "cert"
+    data = _certified(folder, capsys, "--padding", "0,1,0,1")
     assert data["options"]["per_side"] and data["options"]["padding"] == [0] and data["options"]["pad_end"] == [1]
     assert main(["recheck", str(folder)]) == 0
     assert main(["prove", "--per-side"]) == 2 and "--per-side needs --all-sizes" in capsys.readouterr().err
@@ -437,10 +442,7 @@ def test_reading_the_first_groups_filters_for_every_group_is_refuted_with_two_gr
 
 def test_prove_all_sizes_with_groups_from_the_command_line(tmp_path, capsys):
     folder = tmp_path / "cert"
-    assert main(["prove", "--all-sizes", "--axes", "1", "--groups", "2", "--stride", "1", "--dilation", "1",
-                 "--certificate", str(folder)]) == 0
-    assert "8 of 8 identities proved for every size" in capsys.readouterr().out
-    data = json.loads((folder / "certificate.json").read_text())
+    data = _certified(folder, capsys, "--groups", "2")
     assert data["options"]["groups"] == 2 and data["options"]["grouped"]
     assert main(["recheck", str(folder)]) == 0
     assert main(["prove", "--all-sizes", "--axes", "1", "--grouped", "--stride", "1", "--dilation", "1"]) == 0
