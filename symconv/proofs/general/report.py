@@ -260,8 +260,7 @@ def prove_general(*, axes: int = 2, channels: bool = True, flip: bool = False, i
                   stride=None, padding=None, dilation=None, batch: Optional[int] = None,
                   in_channels: Optional[int] = None, out_channels: Optional[int] = None,
                   per_side: bool = False, pad_end=None, grouped: bool = False, groups: Optional[int] = None,
-                  names: Sequence[str] = IDENTITY_NAMES,
-                  solvers: Sequence[str] = SOLVERS,
+                  names: Sequence[str] = IDENTITY_NAMES, solvers: Sequence[str] = SOLVERS,
                   timeout: float = 10.0) -> GeneralProofReport:
     """Prove the identities of ``prove`` for every size: symbolic n, k, s, p, d per axis (and channel counts),
     except those given; ``per_side``: the padding after the input is a size of its own; ``grouped``: G groups
@@ -273,8 +272,7 @@ def prove_general(*, axes: int = 2, channels: bool = True, flip: bool = False, i
     """
     options = dict(axes=axes, channels=channels, flip=flip, input_size=input_size, kernel_size=kernel_size,
                    stride=stride, padding=padding, dilation=dilation, batch=batch, in_channels=in_channels,
-                   out_channels=out_channels, **({"per_side": True, "pad_end": pad_end} if per_side else {}),
-                   **({"grouped": True, "groups": groups} if grouped or groups is not None else {}))
+                   out_channels=out_channels, per_side=per_side, pad_end=pad_end, grouped=grouped, groups=groups)
     spec = GeneralSpec.of(**options)
     unknown = set(names) - set(IDENTITY_NAMES)
     if unknown:

@@ -9,7 +9,7 @@ textbook operations, as ``symconv.symbolic.forms`` applies them to one shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import sympy as sp
 
@@ -78,7 +78,7 @@ def index_names(spec: GeneralSpec) -> dict[str, tuple[str, ...]]:
     spatial = {t: tuple(s.name for s in _axis_syms(spec, letter)) for t, letter in (("X", "x"), ("F", "m"), ("G", "o"))}
     if spec.counts is None:
         return {**spatial, "B": ("f",)}
-    g = ("g",) if spec.groups is not None else ()
+    g = _group(spec, "g")
     return {"X": ("b", *g, "c") + spatial["X"], "F": (*g, "f", "c") + spatial["F"], "G": ("b", *g, "f") + spatial["G"],
             "B": (*g, "f")}
 
@@ -90,13 +90,18 @@ def _tensors(spec: GeneralSpec):
     if spec.counts is None:
         return (lambda b, g, c, x: X[tuple(x)], lambda g, f, c, m: F[tuple(m)], lambda b, g, f, o: G[tuple(o)],
                 lambda g, f: B[0])
-    gs = (lambda g: (g,)) if spec.groups is not None else (lambda g: ())
-    return (lambda b, g, c, x: X[(b, *gs(g), c) + tuple(x)], lambda g, f, c, m: F[(*gs(g), f, c) + tuple(m)],
-            lambda b, g, f, o: G[(b, *gs(g), f) + tuple(o)], lambda g, f: B[gs(g) + (f,)])
+    return (lambda b, g, c, x: X[(b, *_group(spec, g), c) + tuple(x)],
+            lambda g, f, c, m: F[(*_group(spec, g), f, c) + tuple(m)],
+            lambda b, g, f, o: G[(b, *_group(spec, g), f) + tuple(o)], lambda g, f: B[_group(spec, g) + (f,)])
 
 
 def _counts(spec: GeneralSpec) -> tuple[sp.Expr, sp.Expr, sp.Expr]:
     return spec.counts if spec.counts is not None else (sp.S.One,) * 3
+
+
+def _group(spec: GeneralSpec, g: Any) -> tuple[Any, ...]:
+    """The group index of a tensor's entry: (g,) in a grouped layer, none in a dense one."""
+    return (g,) if spec.groups is not None else ()
 
 
 def _group_sum(spec: GeneralSpec, g: sp.Symbol) -> tuple[tuple[sp.Expr, ...], ...]:
@@ -171,8 +176,7 @@ def closed_forms(spec: GeneralSpec, stride_one: bool = False) -> dict[str, Grid]
     upsampled output gradient."""
     N, C, K = _counts(spec)
     b, c, f = (_sym(v) for v in "bcf") if spec.counts is not None else (sp.S.Zero,) * 3
-    g = _sym("g")
-    gs = (g,) if spec.groups is not None else ()
+    gs = _group(spec, _sym("g"))
     prefix = (lambda *ix: ix) if spec.counts is not None else (lambda *ix: ())
     X = tensor("X", spec.n, prefix(b, *gs, c))
     F = tensor("F", spec.k, prefix(*gs, f, c))
@@ -216,7 +220,7 @@ def _adjoint(spec: GeneralSpec, wrt: str, closed: Grid) -> Equation:
                  *((oi, 0, ax.q) for oi, ax in zip(o0, spec.axes)))
     lhs = _channel_sum(spec, lhs, (f0, 0, K - 1), *_group_sum(spec, g0), (b0, 0, N - 1))
     b, g, c, f = (_sym(v) for v in "bgcf")
-    gs = (g,) if spec.groups is not None else ()
+    gs = _group(spec, g)
     theta = tensor("X", spec.n, (b, *gs, c)) if wrt == "input" else tensor("F", spec.k, (*gs, f, c))
     if spec.counts is None:
         theta = tensor("X", spec.n) if wrt == "input" else tensor("F", spec.k)
