@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import statistics
 import time
 import timeit
@@ -232,9 +233,8 @@ def kernel_rows(dtype: str = "float32", threads: Sequence[int] = (1, 2), repeats
     from ..pipeline import compile_conv
     from .peak import bandwidth_gbs, peak_gflops
 
-    torch: Any
-    try:
-        import torch
+    try:  # by name: a plain import is typed differently with and without torch installed (mypy)
+        torch: Any = importlib.import_module("torch")
     except ImportError:  # optional: its columns are left empty
         torch = None
     suite = [(n, s) for n, s in KERNEL_SUITE if not names or any(part in n for part in names)]
