@@ -145,11 +145,6 @@ def _first_poly_difference(tensor: str, derived: np.ndarray, claimed: np.ndarray
     return None
 
 
-def _inner(a: np.ndarray, b: np.ndarray) -> Poly:
-    """<a, b> = Σ a_i b_i as one polynomial; exact coefficients, as the trilinear sums' SymPy trees would be."""
-    return Poly.sum(x * y for x, y in zip(a.flat, b.flat))
-
-
 def _compare_polynomials(name: str, statement: str, lhs: Poly, rhs: Poly, table: SymbolTable) -> Proof:
     if lhs == rhs:
         return Proof(name, statement, True)
@@ -210,7 +205,7 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
     closed_dX = cache(lambda: forms.grad_input(spec, F, G))
     closed_dF = cache(lambda: forms.grad_weight(spec, X, G))
     G_up = cache(lambda: forms.upsample(spec, G))
-    conv_inner_G = cache(lambda: _inner(O_linear, G))
+    conv_inner_G = cache(lambda: Poly.inner(O_linear.flat, G.flat))
     steps: list[Callable[[], Proof]] = [
         lambda: sides.compare(
             "forward",
@@ -251,14 +246,14 @@ def prove(spec_or_derivation: Union[ConvSpec, Derivation], *, max_terms: Optiona
             "adjoint_input",
             "<conv(X), Y> = <X, conv^T(Y)> with conv^T the full convolution, as polynomials",
             conv_inner_G(),
-            _inner(X, closed_dX()),
+            Poly.inner(X.flat, closed_dX().flat),
             sides.table,
         ),
         lambda: _compare_polynomials(
             "adjoint_weight",
             "<conv(F), Y> = <F, Correlation(X, dilate(Y))> as polynomials",
             conv_inner_G(),
-            _inner(F, closed_dF()),
+            Poly.inner(F.flat, closed_dF().flat),
             sides.table,
         ),
     ]

@@ -61,10 +61,6 @@ def _compare(name: str, statement: str, pairs: list[tuple[str, np.ndarray, np.nd
     return Proof(name, statement, True)
 
 
-def _inner(a: np.ndarray, b: np.ndarray) -> Poly:
-    return Poly.sum(x * y for x, y in zip(a.flat, b.flat))
-
-
 def prove_transpose(spec_or_derivation: Union[ConvTransposeSpec, TransposeDerivation], *,
                     max_terms: Optional[int] = None, progress: Optional[Progress] = None) -> TransposeProofReport:
     """Prove every identity of one transposed convolution.
@@ -144,7 +140,7 @@ def prove_transpose(spec_or_derivation: Union[ConvTransposeSpec, TransposeDeriva
 
 def _adjoint(Y: np.ndarray, G: np.ndarray, X: np.ndarray, conv_of_G: np.ndarray, table: SymbolTable) -> Proof:
     name, statement = "adjoint", "<conv^T(X), Y> = <X, conv(Y)> as polynomials: the transpose is the adjoint"
-    lhs, rhs = _inner(Y, G), _inner(X, conv_of_G)
+    lhs, rhs = Poly.inner(Y.flat, G.flat), Poly.inner(X.flat, conv_of_G.flat)
     if lhs == rhs:
         return Proof(name, statement, True)
     return Proof(name, statement, False, Counterexample("<conv^T(X), Y> - <X, conv(Y)>", (), table.decode(lhs),

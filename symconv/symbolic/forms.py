@@ -96,22 +96,29 @@ def _add_maps(maps: list[np.ndarray]) -> np.ndarray:
     return reduce(add, maps)
 
 
-def _window_sum(x: np.ndarray, k: np.ndarray, i0: int, j0: int) -> object:
-    # Zero factors are skipped rather than multiplied: padding and dilation make most of them zero.
-    pairs = [
-        (k[r, s], x[i0 + r, j0 + s])
-        for r in range(k.shape[0])
-        for s in range(k.shape[1])
-        if k[r, s] is not ZERO and x[i0 + r, j0 + s] is not ZERO
-    ]
-    return _dot(pairs)
-
-
 def _dot(pairs: list[tuple[object, object]]) -> object:
-    """Σ a·b: for ``Poly`` factors fused into one dictionary, else through ``_total``."""
-    if pairs and all(isinstance(a, Poly) and isinstance(b, Poly) for a, b in pairs):
+    """Σ a·b: for ``Poly`` factors fused into one dictionary, else through ``_total``.
+
+    A map holds ``Poly``s or SymPy entries, never both (a ``Poly`` plus ZERO is a ``Poly``), so the first
+    factor tells which.
+    """
+    if pairs and isinstance(pairs[0][0], Poly):
         return Poly.dot(pairs)  # type: ignore[arg-type]
     return _total([a * b for a, b in pairs])  # type: ignore[operator]
+
+
+def _windows(x: np.ndarray, taps: list[tuple[int, int, object]], out_shape: tuple[int, int], stride: Pair) -> np.ndarray:
+    """A map and a kernel's non-zero taps (row, column, value) -> out[i, j] = Σ value · x[i·s_h + row, j·s_w + column]."""
+    # Zero factors are skipped rather than multiplied: padding and dilation make most of them zero, so the
+    # kernel's own zeros are dropped once, and the map is read as nested lists (NumPy's scalar indexing of an
+    # object array costs more than the product it fetches).
+    rows = x.tolist()
+    out = _zeros(out_shape)
+    for i, j in np.ndindex(out_shape):
+        i0, j0 = i * stride[0], j * stride[1]
+        pairs = [(k, rows[i0 + r][j0 + c]) for r, c, k in taps]
+        out[i, j] = _dot([(k, v) for k, v in pairs if v is not ZERO])
+    return out
 
 
 def _valid_size(x: np.ndarray, k: np.ndarray, stride: Pair) -> tuple[int, int]:
@@ -127,10 +134,8 @@ def correlate(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray
     >>> correlate(matrix([[1, 2, 3]]), matrix([[1, 10]]))
     array([[21, 32]], dtype=object)
     """
-    out = _zeros(_valid_size(x, k, stride))
-    for i, j in np.ndindex(out.shape):
-        out[i, j] = _window_sum(x, k, i * stride[0], j * stride[1])
-    return out
+    taps = [(r, s, k[r, s]) for r, s in np.ndindex(k.shape) if k[r, s] is not ZERO]
+    return _windows(x, taps, _valid_size(x, k, stride), stride)
 
 
 def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
@@ -140,17 +145,8 @@ def convolve(x: np.ndarray, k: np.ndarray, stride: Pair = (1, 1)) -> np.ndarray:
     array([[12, 23]], dtype=object)
     """
     R, S = k.shape
-    out = _zeros(_valid_size(x, k, stride))
-    for i, j in np.ndindex(out.shape):
-        out[i, j] = _dot(
-            [
-                (k[r, s], x[i * stride[0] + R - 1 - r, j * stride[1] + S - 1 - s])
-                for r in range(R)
-                for s in range(S)
-                if k[r, s] is not ZERO
-            ]
-        )
-    return out
+    taps = [(R - 1 - r, S - 1 - s, k[r, s]) for r, s in np.ndindex(k.shape) if k[r, s] is not ZERO]
+    return _windows(x, taps, _valid_size(x, k, stride), stride)
 
 
 def layer_kernel(spec: ConvSpec, f: np.ndarray) -> np.ndarray:

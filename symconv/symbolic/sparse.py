@@ -10,7 +10,7 @@ integers, so adding and multiplying are dictionary operations instead of SymPy's
 from __future__ import annotations
 
 from functools import cmp_to_key
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import sympy as sp
 
@@ -27,14 +27,17 @@ class Poly:
     (True, {(0, 1): 1})
     """
 
-    __slots__ = ("terms",)
+    # ``atom`` is the symbol's id for a lone symbol with coefficient 1, else -1: the factors of nearly every
+    # product the proofs form, which ``dot`` then multiplies without looking into their dictionaries.
+    __slots__ = ("terms", "atom")
 
-    def __init__(self, terms: dict[Monomial, int]) -> None:
+    def __init__(self, terms: dict[Monomial, int], atom: int = -1) -> None:
         self.terms = terms
+        self.atom = atom
 
     @staticmethod
     def symbol(index: int) -> "Poly":
-        return Poly({(index,): 1})
+        return Poly({(index,): 1}, index)
 
     @staticmethod
     def sum(polys: Iterable["Poly"]) -> "Poly":
@@ -49,8 +52,14 @@ class Poly:
     def dot(pairs: Iterable[tuple["Poly", "Poly"]]) -> "Poly":
         """Σ a·b over the pairs, multiplied and accumulated in one dictionary (no ``Poly`` per product)."""
         total: dict[Monomial, int] = {}
+        get = total.get
         m: Monomial
         for a, b in pairs:
+            i, j = a.atom, b.atom
+            if i >= 0 and j >= 0:
+                m = (i, j) if i <= j else (j, i)
+                total[m] = get(m, 0) + 1
+                continue
             for m1, c1 in a.terms.items():
                 for m2, c2 in b.terms.items():
                     if len(m1) == len(m2) == 1:  # the common case: a symbol times a symbol, no sort
@@ -59,6 +68,17 @@ class Poly:
                         m = tuple(sorted(m1 + m2))
                     total[m] = total.get(m, 0) + c1 * c2
         return Poly({m: c for m, c in total.items() if c})
+
+    @staticmethod
+    def inner(a: Iterable[object], b: Iterable[object]) -> "Poly":
+        """<a, b> = Σ a_i·b_i of two sequences of ``Poly``s (a closed form's structural zeros skipped)."""
+        def products() -> Iterator[tuple[Poly, Poly]]:
+            for x, y in zip(a, b, strict=True):
+                if isinstance(x, Poly) and isinstance(y, Poly):
+                    yield x, y
+                elif x != 0 and y != 0:
+                    raise TypeError(f"inner product of {x!r} and {y!r}: neither is a Poly or zero")
+        return Poly.dot(products())
 
     @property
     def is_zero(self) -> bool:
@@ -139,11 +159,19 @@ class SymbolTable:
         ordered = _canonical_order(set(symbols))
         self.symbols: tuple[sp.Symbol, ...] = tuple(ordered)
         self.ids: dict[sp.Symbol, int] = {s: i for i, s in enumerate(ordered)}
+        # The same ids by object identity: the layer's own symbols are looked up without SymPy's ``__hash__``
+        # (a Python method); an equal symbol that is another object falls back to ``ids``.
+        self._ids_by_object: dict[int, int] = {id(s): i for i, s in enumerate(ordered)}
         # Products that occur again (a tap shared by two sums) are built once.
         self._products: dict[tuple[int, int], sp.Expr] = {}
 
+    def id_of(self, symbol: sp.Basic) -> int:
+        """The symbol's id; KeyError for an expression that is not a symbol of the table."""
+        found = self._ids_by_object.get(id(symbol))
+        return self.ids[symbol] if found is None else found
+
     def poly(self, symbol: sp.Symbol) -> Poly:
-        return Poly.symbol(self.ids[symbol])
+        return Poly.symbol(self.id_of(symbol))
 
     def product(self, a: sp.Symbol, b: sp.Symbol) -> sp.Expr:
         """a·b as SymPy's ``Mul`` (factors in canonical order), for two different symbols of the table."""
@@ -157,8 +185,13 @@ class SymbolTable:
 
     def sum_of_products(self, pairs: Sequence[tuple[sp.Symbol, sp.Symbol]], extra: sp.Symbol | None = None) -> sp.Expr:
         """Σ a·b (+ extra) for distinct products of two different symbols, as ``sp.Add`` would build it."""
-        ids = self.ids
-        keys = sorted((i, j) if i < j else (j, i) for i, j in ((ids[a], ids[b]) for a, b in pairs))
+        by_object = self._ids_by_object
+        try:
+            numbered = [(by_object[id(a)], by_object[id(b)]) for a, b in pairs]
+        except KeyError:  # equal symbols that are other objects
+            numbered = [(self.id_of(a), self.id_of(b)) for a, b in pairs]
+        keys = [(i, j) if i < j else (j, i) for i, j in numbered]
+        keys.sort()
         if len(set(keys)) != len(keys):  # a repeated product needs a coefficient: SymPy collects it
             return sp.Add(*(a * b for a, b in pairs), *([extra] if extra is not None else []))
         # ``product`` inlined: this loop builds every product of a layer, and the calls were a third of its time.
@@ -180,10 +213,11 @@ class SymbolTable:
         """A polynomial SymPy expression in the table's symbols as a ``Poly`` (exact; expands nested products)."""
         expr = sp.sympify(expr)
         terms: dict[Monomial, int] = {}
-        ids = self.ids
+        by_object, Mul = self._ids_by_object, sp.Mul
         for term in sp.Add.make_args(expr):
-            if term.is_Mul and len(term.args) == 2:  # the common case, a product of two symbols, read directly
-                i, j = ids.get(term.args[0], -1), ids.get(term.args[1], -1)
+            args = term.args
+            if type(term) is Mul and len(args) == 2:  # the common case, a product of two symbols, read directly
+                i, j = by_object.get(id(args[0]), -1), by_object.get(id(args[1]), -1)
                 if i >= 0 and j >= 0:
                     key = (i, j) if i <= j else (j, i)
                     terms[key] = terms.get(key, 0) + 1
