@@ -772,7 +772,7 @@ static void conv_7x7_k3x3_p2_d2_n2c3k4_f32_forward_definition(const float *restr
    input entry tap (r, s) reads. */
 static int conv_7x7_k3x3_p2_d2_n2c3k4_f32_forward_vector(int threads, const float *restrict x, const float *restrict w, const float *restrict b, float *restrict y)
 {
-    /* y = the direct convolution of x's phase planes (direct_common.c.j2), plus the bias. */
+    /* y = the direct convolution of x's phase planes (direct_common.c.j2), plus the bias if the layer has one. */
     return direct_forward(threads, x, w, b, y, 0);
 }
 

@@ -151,15 +151,14 @@ def test_depthwise_layers_choose_the_depthwise_strategy_and_dense_ones_do_not() 
     assert choose_strategy(depthwise((3, 3), (2, 2), channels=2)) == "depthwise"  # small ones too
     assert not is_depthwise(ConvSpec((3, 3), (2, 2)))  # one channel, one group: the textbook layer stays unrolled
     assert choose_strategy(ConvSpec((3, 3), (2, 2))) == "unrolled"
-    assert choose_strategy(ConvSpec((64, 64), (3, 3), padding=((1, 0), (1, 0)))) == "loops"
+    assert choose_strategy(ConvSpec((64, 64), (3, 3), padding=((1, 0), (1, 0)), bias=False)) == "direct"
     assert choose_strategy(ConvSpec((8, 8), (3, 3), in_channels=4, out_channels=4, groups=2)) == "loops"
 
 
 @pytest.mark.parametrize("spec, strategy, message", [
     (ConvSpec((8, 8), (3, 3), in_channels=4, out_channels=4, groups=2), "gemm", "dense layers \\(groups 1\\) only"),
     (ConvSpec((8, 8), (3, 3), in_channels=4, out_channels=4, groups=4), "direct", "groups 4"),
-    (ConvSpec((8, 8), (2, 2), padding="same"), "direct", "symmetric padding only"),
-    (ConvSpec((8, 8), (2, 2), padding="same"), "gemm", "pad_begin \\(0, 0\\) and pad_end \\(1, 1\\)"),
+    (ConvSpec((8, 8), (3, 3), padding="same"), "pointwise", "dense 1x1 kernel, stride 1 and no padding"),
     (ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2), "depthwise", "groups == in_channels > 1"),
 ])
 def test_a_strategy_refuses_a_layer_it_cannot_compute(spec: ConvSpec, strategy: str, message: str) -> None:
@@ -183,11 +182,10 @@ def test_the_autotuner_considers_the_depthwise_strategy(kernel_cache) -> None:
     ConvSpec((9, 8), (3, 2), stride=2, padding=((2, 0), (1, 1)), in_channels=4, out_channels=6, groups=2, batch=2,
              flip=True),
     ConvSpec((12, 11), (3, 3), padding=1, dilation=(1, 2), in_channels=6, out_channels=9, groups=3, batch=2),
-    ConvSpec((12, 11), (2, 2), padding="same", in_channels=2, out_channels=3, batch=2),
 ], ids=ids)
-def test_grouped_and_asymmetric_layers_fall_back_to_loops(kernels, spec: ConvSpec) -> None:
-    """gemm and direct refuse them (``refusal``), so the default is the loop nests, which compute groups and
-    per-side padding; both dtypes against the NumPy reference."""
+def test_grouped_layers_fall_back_to_loops(kernels, spec: ConvSpec) -> None:
+    """gemm and direct refuse grouped layers that are not depthwise (``refusal``), so the default is the loop
+    nests, which compute groups and per-side padding; both dtypes against the NumPy reference."""
     assert choose_strategy(spec) == "loops"
     for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
         k = kernels(spec, dtype)

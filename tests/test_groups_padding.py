@@ -157,11 +157,20 @@ KERNEL_SPECS = [
 ]
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("strategy", ["loops", "unrolled"])
-@pytest.mark.parametrize("spec", KERNEL_SPECS, ids=lambda s: s.describe())
-def test_kernels_equal_the_numpy_reference(kernels, spec, strategy, dtype):
-    k = kernels(spec, dtype, strategy)
+# Dense layers the vector strategies tile: asymmetric and "same" padding (even kernels), strides and dilations
+# beside it, no bias; C = 4 with a 3x3 kernel and C = 1, K = 8 at stride 1 take the channels-last gradients.
+DENSE_SPECS = [
+    ConvSpec((12, 11), (4, 4), padding="same", in_channels=3, out_channels=5, batch=2, bias=False),
+    ConvSpec((13, 12), (3, 2), stride=(2, 3), padding=((0, 2), (1, 0)), dilation=(1, 2), in_channels=2,
+             out_channels=3, batch=2),
+    ConvSpec((10, 10), (3, 3), padding=((2, 0), (0, 1)), in_channels=4, out_channels=6, bias=False),
+    ConvSpec((9, 10), (5, 5), padding=((1, 4), (3, 0)), in_channels=1, out_channels=8, batch=2, bias=False),
+    ConvSpec((11, 11), (3, 3), stride=2, padding=((1, 2), (2, 1)), dilation=2, in_channels=3, out_channels=4),
+]
+
+
+def check_kernels(k, spec: ConvSpec, dtype: str) -> None:
+    """Every pass of ``k`` against the NumPy reference, and the bias argument refused when the layer has none."""
     x, w, b, dy = (a.astype(dtype) for a in random_operands(spec, 7))
     tolerance = dict(rtol=1e-12, atol=1e-12) if dtype == "float64" else dict(rtol=1e-5, atol=1e-5)
     bias = b if spec.bias else None
@@ -178,6 +187,20 @@ def test_kernels_equal_the_numpy_reference(kernels, spec, strategy, dtype):
         assert "grad_bias" not in k.strategies
     with pytest.raises(ValueError, match="shape"):
         k.grad_input(dy, np.zeros((spec.out_channels, spec.in_channels + 1, *spec.kernel_size), dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strategy", ["loops", "unrolled"])
+@pytest.mark.parametrize("spec", KERNEL_SPECS, ids=lambda s: s.describe())
+def test_kernels_equal_the_numpy_reference(kernels, spec, strategy, dtype):
+    check_kernels(kernels(spec, dtype, strategy), spec, dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strategy", ["gemm", "direct"])
+@pytest.mark.parametrize("spec", DENSE_SPECS, ids=lambda s: s.describe())
+def test_vector_kernels_of_asymmetric_and_bias_free_layers_equal_the_numpy_reference(kernels, spec, strategy, dtype):
+    check_kernels(kernels(spec, dtype, strategy), spec, dtype)
 
 
 def test_kernels_without_bias_bind_and_have_no_b_argument(kernels):

@@ -108,6 +108,7 @@ SPECS = [  # small: UBSan makes the unrolled strategy's straight-line code slow 
     ConvSpec((5, 6), (3, 3), stride=2, padding=1, in_channels=3, out_channels=6, groups=3, batch=2),  # depthwise
     ConvSpec((4, 5), (1, 1), in_channels=3, out_channels=2, batch=2),  # pointwise
     ConvSpec((5, 4), (2, 3), padding="same", in_channels=4, out_channels=2, groups=2),  # grouped, asymmetric
+    ConvSpec((5, 6), (2, 2), padding="same", in_channels=2, out_channels=3),  # dense, asymmetric
 ]
 # Every strategy on every spec it computes (``refusal``), fused with a ReLU; unfused on the first such spec.
 GRID = [(spec, dtype, strategy, True) for spec in SPECS for dtype in ("float32", "float64") for strategy in STRATEGIES

@@ -133,7 +133,7 @@ def forward_geometry(spec: ConvSpec) -> DirectGeometry:
     """The forward pass (and the weight gradient, which reads the same planes): x -> y."""
     return DirectGeometry(
         "forward", spec.in_channels, spec.out_channels, *spec.input_size, *spec.output_size, *spec.kernel_size,
-        *spec.stride, *spec.dilation, *spec.padding, transposed=False,
+        *spec.stride, *spec.dilation, *spec.pad_begin, transposed=False,
     )
 
 
@@ -141,8 +141,9 @@ def grad_input_geometry(spec: ConvSpec) -> DirectGeometry:
     """The input gradient of a stride-1 layer as a direct convolution: dy -> dx (``ValueError`` otherwise)."""
     if spec.stride != (1, 1):
         raise ValueError(f"the input gradient is a direct convolution for stride 1 only, got {spec.stride}")
-    # k_eff - 1 - pad >= 0: ConvSpec keeps the padding below the effective kernel size.
-    pads = (spec.effective_kernel[0] - 1 - spec.padding[0], spec.effective_kernel[1] - 1 - spec.padding[1])
+    # k_eff - 1 - pad_begin >= 0: ConvSpec keeps each side's padding below the effective kernel size. The end
+    # needs no number: the planes end where the last input row's taps do.
+    pads = (spec.effective_kernel[0] - 1 - spec.pad_begin[0], spec.effective_kernel[1] - 1 - spec.pad_begin[1])
     return DirectGeometry(
         "grad_input", spec.out_channels, spec.in_channels, *spec.output_size, *spec.input_size,
         *spec.kernel_size, 1, 1, *spec.dilation, *pads, transposed=True,
@@ -173,10 +174,10 @@ def grad_input_phases(spec: ConvSpec) -> tuple[DirectGeometry, ...]:
     # Phase p holds the input rows p, p + s, ...: one at or past the image's last row holds none, so the loops
     # stop there and a stride far beyond the image (2**100) costs no more than the image itself.
     for ph in range(min(spec.stride[0], spec.input_size[0])):
-        rows = _axis_phase(spec.input_size[0], spec.kernel_size[0], spec.stride[0], spec.padding[0],
+        rows = _axis_phase(spec.input_size[0], spec.kernel_size[0], spec.stride[0], spec.pad_begin[0],
                            spec.dilation[0], ph)
         for pw in range(min(spec.stride[1], spec.input_size[1])):
-            cols = _axis_phase(spec.input_size[1], spec.kernel_size[1], spec.stride[1], spec.padding[1],
+            cols = _axis_phase(spec.input_size[1], spec.kernel_size[1], spec.stride[1], spec.pad_begin[1],
                                spec.dilation[1], pw)
             if rows[0] == 0 or rows[1] == 0 or cols[0] == 0 or cols[1] == 0:
                 continue
@@ -209,7 +210,7 @@ def bounded_stride(spec: ConvSpec) -> ConvSpec:
     >>> bounded_stride(ConvSpec((6, 6), (3, 3), stride=(2, 2**30))).stride
     (2, 4)
     """
-    span = [spec.input_size[a] + 2 * spec.padding[a] - spec.effective_kernel[a] + 1 for a in (0, 1)]
+    span = [spec.padded_size[a] - spec.effective_kernel[a] + 1 for a in (0, 1)]
     bounded = (min(spec.stride[0], span[0]), min(spec.stride[1], span[1]))
     return spec if bounded == spec.stride else spec.with_stride(bounded)
 

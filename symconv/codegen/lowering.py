@@ -7,10 +7,11 @@ matrix product on packed blocks (im2col a panel at a time) with a register-block
 OpenMP threads; it uses the same constants and tap ranges as ``loops``. ``direct``: the forward pass, the
 weight gradient and (at stride 1) the input gradient as direct convolutions on a zero-padded, stride-split copy
 of each image (``symconv.codegen.direct``), with the same vectors, register tiles and threads as ``gemm`` but no im2col
-panels; a strided input gradient stays a ``gemm`` pass. ``direct`` is the default for everything not small.
+panels; a strided input gradient splits into one stride-1 convolution per stride phase. ``direct`` is the default for everything not small.
 ``depthwise``: depthwise layers (groups = in_channels > 1), memory-bound, one channel plane at a time with
 vectors along the image rows (``symconv.codegen.depthwise``); the default for them. ``gemm`` and ``direct``
-compute dense, symmetrically padded layers only (ValueError otherwise); ``loops`` and ``unrolled`` take any.
+compute dense layers (groups 1) only, with any padding, with or without a bias (ValueError otherwise);
+``loops`` and ``unrolled`` take any.
 ``pointwise``: dense 1x1 layers of stride 1 without padding, each pass a matrix product on the images as they
 lie in memory (``templates/pointwise_common.c.j2``); the default for them.
 """
@@ -121,22 +122,17 @@ def is_pointwise(spec: ConvSpec) -> bool:
 
 
 def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
-    """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense,
-    symmetrically padded layers with a bias; ``depthwise`` needs groups == in_channels > 1; ``pointwise`` a dense 1x1 layer of stride 1 without padding.
+    """Why ``strategy`` cannot compute ``spec``, or None if it can: ``gemm`` and ``direct`` tile dense layers
+    (any padding, with or without a bias); ``depthwise`` needs groups == in_channels > 1; ``pointwise`` a dense
+    1x1 layer of stride 1 without padding.
 
     >>> refusal(ConvSpec((8, 8), (3, 3), in_channels=2, out_channels=2, groups=2), "gemm")
     'the gemm strategy computes dense layers (groups 1) only, got groups 2'
-    >>> refusal(ConvSpec((8, 8), (2, 2), padding="same"), "direct")
-    'the direct strategy computes symmetric padding only, got pad_begin (0, 0) and pad_end (1, 1)'
+    >>> refusal(ConvSpec((8, 8), (2, 2), padding="same", bias=False), "direct") is None
+    True
     """
-    if strategy in ("gemm", "direct"):
-        if spec.groups != 1:
-            return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
-        if not spec.is_symmetric:
-            return (f"the {strategy} strategy computes symmetric padding only, got pad_begin {spec.pad_begin} and "
-                    f"pad_end {spec.pad_end}")
-        if not spec.bias:
-            return f"the {strategy} strategy always adds a bias, got bias=False; use 'loops' or 'unrolled'"
+    if strategy in ("gemm", "direct") and spec.groups != 1:
+        return f"the {strategy} strategy computes dense layers (groups 1) only, got groups {spec.groups}"
     if strategy == "pointwise" and not is_pointwise(spec):
         return (f"the pointwise strategy needs a dense 1x1 kernel, stride 1 and no padding, got "
                 f"{spec.describe()}")
@@ -149,7 +145,7 @@ def refusal(spec: ConvSpec, strategy: str) -> Optional[str]:
 def choose_strategy(spec: ConvSpec, strategy: Optional[str] = None) -> Strategy:
     """The strategy asked for (ValueError if it cannot compute ``spec``: ``refusal``), or by the layer:
     ``depthwise`` for depthwise layers, else ``unrolled`` up to ``UNROLL_LIMIT`` multiply-adds, else
-    ``direct`` (``loops`` for grouped or asymmetrically padded layers, which ``direct`` refuses).
+    ``direct`` (``loops`` for grouped layers that are not depthwise, which ``direct`` refuses).
 
     >>> choose_strategy(ConvSpec((3, 3), (2, 2))), choose_strategy(ConvSpec((64, 64), (3, 3)))
     ('unrolled', 'direct')
