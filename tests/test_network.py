@@ -3,12 +3,26 @@ reference against finite differences, SymPy and PyTorch, hostile inputs, and the
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import sympy as sp
 
 import symconv
-from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MaxPool2d, MSELoss, Network, ReLU
+from symconv import (
+    AvgPool2d,
+    Conv2d,
+    ConvTranspose2d,
+    ConvTransposeSpec,
+    CrossEntropyLoss,
+    Dense,
+    Flatten,
+    MaxPool2d,
+    MSELoss,
+    Network,
+    ReLU,
+)
 from symconv.printing.network import network_latex
 from symconv.symbolic.layers import ZERO
 
@@ -298,6 +312,69 @@ def test_network_latex_lists_every_layer_and_the_backward_chain() -> None:
     assert "w^{[3]}_{n,c,i,j} = (u, v)" in text
     assert text.index("Forward") < text.index("Backward")
     assert "CrossEntropyLoss: mean over the batch" in network_latex(_network_for_reference()[0])
+
+
+def _evaluate(expr: sp.Expr, at: dict[sp.Symbol, int], arrays: dict[str, np.ndarray]) -> float:
+    """An indexed equation's value at the indices ``at``, its sums run term by term and an entry at a
+    non-integer or outside index read as 0 (as the text says)."""
+    def entry(e: sp.Indexed) -> float:
+        array, index = arrays[str(e.base.label)], e.indices
+        if not all(x.is_integer for x in index):
+            return 0.0
+        where = tuple(int(x) for x in index)
+        return float(array[where]) if all(0 <= x < extent for x, extent in zip(where, array.shape)) else 0.0
+
+    def value(term: sp.Expr) -> float:
+        return float(term.xreplace({e: sp.Float(entry(e), 30) for e in term.atoms(sp.Indexed)}))
+
+    total = 0.0
+    for term in sp.Add.make_args(expr.xreplace({x: sp.Integer(v) for x, v in at.items()})):
+        if not isinstance(term, sp.Sum):
+            total += value(term)
+            continue
+        names = [limit[0] for limit in term.limits]
+        for point in itertools.product(*(range(int(lo), int(hi) + 1) for _, lo, hi in term.limits)):
+            total += value(term.function.xreplace(dict(zip(names, map(sp.Integer, point)))))
+    return total
+
+
+@pytest.mark.parametrize("spec", [
+    ConvTransposeSpec((3, 4), (3, 2), stride=(2, 3), padding=((1, 0), (0, 1)), output_padding=(1, 2),
+                      dilation=(1, 2), in_channels=4, out_channels=2, groups=2, batch=2),
+    ConvTransposeSpec((3, 3), (2, 3), stride=2, padding=1, in_channels=2, out_channels=4, groups=2),
+    ConvTransposeSpec((2, 3), (3, 3), padding=((2, 0), (1, 1)), in_channels=2, out_channels=3, bias=False),
+], ids=lambda spec: spec.describe())
+def test_transposed_convolution_equations_compute_the_reference(spec: ConvTransposeSpec) -> None:
+    """Every printed equation of a transposed convolution, evaluated entry by entry, is the NumPy reference."""
+    from symconv.printing.network import c, i, j, m, n, o, r, s, transpose_equations, u, v
+    from symconv.symbolic import transpose_forms as closed
+
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal(spec.input_shape), rng.standard_normal(spec.weight_shape)
+    b, dy = rng.standard_normal(spec.out_channels), rng.standard_normal(spec.output_shape)
+    arrays = {"X": x, "F^{[1]}": w, "b^{[1]}": b, "\\delta^{[1]}": dy}
+    equations = transpose_equations(spec, 1)
+    expected = {"forward": ((n, o, u, v), closed.reference_forward(spec, x, w, b if spec.bias else None)),
+                "grad_input": ((n, c, i, j), closed.reference_grad_input(spec, dy, w)),
+                "grad_weight": ((c, m, r, s), closed.reference_grad_weight(spec, x, dy))}
+    if spec.bias:
+        expected["grad_bias"] = ((o,), closed.reference_grad_bias(spec, dy))
+    assert set(equations) == set(expected)
+    for name, (indices, reference) in expected.items():
+        rhs = equations[name][1]
+        ours = np.array([_evaluate(rhs, dict(zip(indices, at)), arrays)
+                         for at in np.ndindex(*reference.shape)]).reshape(reference.shape)
+        np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_network_latex_prints_transposed_convolutions() -> None:
+    net = Network([ConvTranspose2d(4, 3, stride=2, padding=1, groups=2), ReLU(),
+                   ConvTranspose2d(1, 2, bias=False), MSELoss()], (1, 2, 3, 3))
+    text = network_latex(net)
+    assert "ConvTranspose2d(4, 3, stride=2, padding=1, output_padding=0, groups=2)" in text
+    assert "non-integer or outside indices give 0; c = m within o's group" in text
+    assert "{\\partial b^{[1]}_{o}}" in text and "{\\partial b^{[3]}_{o}}" not in text
+    assert text.count("the corresponding convolution's forward pass") == 2
 
 
 def test_public_names() -> None:

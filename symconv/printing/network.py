@@ -15,11 +15,13 @@ import sympy as sp
 from ..symbolic.layers import AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d, ReLU
 from ..symbolic.losses import CrossEntropyLoss, Loss, MSELoss
 from ..symbolic.spec import ConvSpec
+from ..symbolic.transpose import ConvTransposeSpec
+from ..symbolic.transpose_layer import ConvTranspose2d
 
 if TYPE_CHECKING:  # network.py does not import this module, but keeping the import lazy costs nothing
     from ..symbolic.network import Network
 
-__all__ = ["network_latex"]
+__all__ = ["network_latex", "transpose_equations"]
 
 n, c, k, i, j, r, s, u, v, m, o = sp.symbols("n c k i j r s u v m o", integer=True)
 Shape = tuple[int, ...]
@@ -127,6 +129,55 @@ def _grad_input_sum(spec: ConvSpec, F: sp.IndexedBase, back: sp.Expr, R: int, S:
     first = sp.floor(c / spec.group_in_channels) * spec.group_out_channels
     term = (F[k, sp.Mod(c, spec.group_in_channels), r, s] * back).xreplace({k: first + m})
     return _sum(term, (m, spec.group_out_channels), (r, R), (s, S))
+
+
+def transpose_equations(spec: ConvTransposeSpec, l: int) -> dict[str, tuple[sp.Expr, sp.Expr]]:
+    """A transposed convolution's spec and layer number -> (lhs, rhs) of its forward pass and its gradients,
+    indexed: output a[n, o, u, v], input a[n, c, i, j], weight F[c, m, r, s] (m: the output channel within c's
+    group; in the forward pass m runs over the input channels of o's group). Keys "forward", "grad_weight",
+    "grad_bias" (with a bias) and "grad_input".
+
+    An input entry i reaches output row u = s i + d r - p through tap r, so the forward reads the input at
+    (u + p - d r) / s (0 when it is not an integer or lies outside), and both gradients read dE/da at s i + d r - p:
+    the input gradient is a plain strided convolution of delta, the corresponding convolution's forward pass.
+    """
+    (R, S), (H, W), (Ho, Wo) = spec.kernel_size, spec.input_size, spec.output_size
+    (sh, sw), (ph, pw), (dh, dw) = spec.stride, spec.pad_begin, spec.dilation
+    per_in, per_out = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    X, F, b, d, dX = _a(l - 1), _p("F", l), _p("b", l), _delta(l), _delta(l - 1)
+    # c runs over o's group: c = floor(o / per_out) per_in + m; the weight's second index is o within the group
+    first_in = sp.floor(o / per_out) * per_in if spec.groups > 1 else sp.Integer(0)
+    within = sp.Mod(o, per_out) if spec.groups > 1 else o
+    read = X[n, first_in + m, (u + ph - dh * r) / sh, (v + pw - dw * s) / sw]
+    forward = _sum(F[first_in + m, within, r, s] * read, (m, per_in), (r, R), (s, S))
+    # the output channel of filter (c, m): m within c's group
+    out_channel = sp.floor(c / per_in) * per_out + m if spec.groups > 1 else m
+    scattered = d[n, out_channel, sh * i + dh * r - ph, sw * j + dw * s - pw]
+    equations = {
+        "forward": (_a(l)[n, o, u, v], forward + b[o] if spec.bias else forward),
+        "grad_weight": (sp.Symbol(f"\\frac{{\\partial E}}{{\\partial F^{{[{l}]}}_{{c,m,r,s}}}}"),
+                        _sum(X[n, c, i, j] * scattered, (n, spec.batch), (i, H), (j, W))),
+        "grad_input": (dX[n, c, i, j], _sum(F[c, m, r, s] * scattered, (m, per_out), (r, R), (s, S))),
+    }
+    if spec.bias:
+        equations["grad_bias"] = (sp.Symbol(f"\\frac{{\\partial E}}{{\\partial b^{{[{l}]}}_{{o}}}}"),
+                                  _sum(d[n, o, u, v], (n, spec.batch), (u, Ho), (v, Wo)))
+    return equations
+
+
+@_forward.register
+def _(layer: ConvTranspose2d, l: int, shape: Shape) -> list[str]:
+    spec = layer.spec(shape)
+    group = "; c = m within o's group" if spec.groups > 1 else ""
+    return [_tex(*transpose_equations(spec, l)["forward"],
+                 layer.describe() + ": non-integer or outside indices give 0" + group)]
+
+
+@_backward.register
+def _(layer: ConvTranspose2d, l: int, shape: Shape) -> list[str]:
+    equations = transpose_equations(layer.spec(shape), l)
+    rows = [_tex(*equations["grad_weight"]), *([_tex(*equations["grad_bias"])] if "grad_bias" in equations else [])]
+    return rows + [_tex(*equations["grad_input"], "the corresponding convolution's forward pass; outside indices give 0")]
 
 
 @_forward.register
