@@ -140,6 +140,8 @@ def test_digits_built_by_clang(digits: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("layers, shape, dtype, strategy", [
     ([Conv2d(2, 2), AvgPool2d(2), Flatten(), Dense(2), MSELoss()], (1, 1, 5, 5), "float64", "unrolled"),
     ([Flatten(), Dense(3), ReLU(), Dense(2), CrossEntropyLoss()], (2, 1, 2, 2), "float32", None),
+    ([Conv2d(4, 3, padding="same", groups=2, bias=False), ReLU(), Conv2d(2, 2, bias=False), Flatten(), Dense(2),
+      MSELoss()], (2, 2, 6, 6), "float64", None),  # grouped, asymmetrically padded, no bias
 ])
 def test_other_layers_float64_and_no_weights(tmp_path: Path, kernel_cache: str, layers: list, shape: tuple,
                                              dtype: str, strategy: str | None) -> None:

@@ -203,9 +203,9 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
             chosen = chosen if chosen in PORTABLE_STRATEGIES else "loops"
             plan = conv_plans.get(kernel_prefix(op, dtype)) or lower(op, dtype, chosen)
             conv_plans[plan.prefix] = plan
-            w, b = where[f"{i}.weight"].macro, where[f"{i}.bias"].macro
-            steps_forward.append((plan.prefix, (Call(f"{plan.prefix}_forward", (acts[i], f"params + {w}",
-                                                                                 f"params + {b}", out)),)))
+            bias = (f"params + {where[f'{i}.bias'].macro}",) if op.bias else ()
+            forward = Call(f"{plan.prefix}_forward", (acts[i], f"params + {where[f'{i}.weight'].macro}", *bias, out))
+            steps_forward.append((plan.prefix, (forward,)))
             continue
         lplan = lower_layer(op, dtype)
         lplan = layer_plans.setdefault(lplan.prefix, lplan)
@@ -239,10 +239,11 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
             below = current
         elif isinstance(op, ConvSpec) or op.kind == "dense":
             family = f"{steps_forward[i][0]}_"
-            w, b = where[f"{i}.weight"].macro, where[f"{i}.bias"].macro
-            calls += [Call(f"{family}grad_weight", (acts[i], current, f"grads + {w}")),
-                      Call(f"{family}grad_bias", (current, f"grads + {b}")),
-                      Call(f"{family}grad_input", (current, f"params + {w}", below), guard)]
+            w = where[f"{i}.weight"].macro
+            calls.append(Call(f"{family}grad_weight", (acts[i], current, f"grads + {w}")))
+            if f"{i}.bias" in where:  # a convolution may have none
+                calls.append(Call(f"{family}grad_bias", (current, f"grads + {where[f'{i}.bias'].macro}")))
+            calls.append(Call(f"{family}grad_input", (current, f"params + {w}", below), guard))
         elif op.kind == "relu":
             calls.append(Call(f"{steps_forward[i][0]}_backward", (acts[i], current, below), guard))
         elif op.kind == "maxpool":
