@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import STRICT_CFLAGS
-from symconv import AvgPool2d, Conv2d, CrossEntropyLoss, Dense, Flatten, MSELoss, Network, ReLU
+from symconv import AvgPool2d, Conv2d, ConvTranspose2d, CrossEntropyLoss, Dense, Flatten, MSELoss, Network, ReLU
 from symconv.cli import main as cli_main
 from symconv.export.emit import c_literal
 from symconv.export.layout import ALIGNMENT, plan_library
@@ -142,6 +142,11 @@ def test_digits_built_by_clang(digits: Path, tmp_path: Path) -> None:
     ([Flatten(), Dense(3), ReLU(), Dense(2), CrossEntropyLoss()], (2, 1, 2, 2), "float32", None),
     ([Conv2d(4, 3, padding="same", groups=2, bias=False), ReLU(), Conv2d(2, 2, bias=False), Flatten(), Dense(2),
       MSELoss()], (2, 2, 6, 6), "float64", None),  # grouped, asymmetrically padded, no bias
+    # transposed: grouped, output_padding past the stride (the input widened, its gradient cropped) as the first
+    # layer; then per-side padding, no bias, output_padding below the stride
+    ([ConvTranspose2d(4, 3, stride=2, padding=1, output_padding=2, groups=2, dilation=3), ReLU(),
+      ConvTranspose2d(2, 2, stride=2, padding=((1, 0), (0, 1)), output_padding=1, bias=False), Flatten(), Dense(2),
+      MSELoss()], (2, 2, 3, 3), "float64", None),
 ])
 def test_other_layers_float64_and_no_weights(tmp_path: Path, kernel_cache: str, layers: list, shape: tuple,
                                              dtype: str, strategy: str | None) -> None:

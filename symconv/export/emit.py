@@ -17,7 +17,7 @@ import numpy as np
 from ..codegen.render import LAYER_MODULE_TEMPLATES, MODULE_TEMPLATES, prototype, render, render_layers
 from ..templating import environment
 from ..version import __version__
-from .layout import Call, Library
+from .layout import HELPERS, Call, Library
 
 __all__ = ["TestData", "c_literal", "rows", "render_library", "EXPORT_TEMPLATE_VERSION"]
 
@@ -95,6 +95,7 @@ def _context(lib: Library, name: str, weights: bool, proofs: Sequence[str]) -> d
         "backward_used": _used(backward + list(lib.loss_calls), copies),
         "input_grad_used": any("input_grad" in c.args for c in backward) or bool(copies),
         "kernels": [{"name": k.name, "prototype": prototype(k)} for k in lib.kernels],
+        "helpers": {c.function for c in forward + backward if c.function in HELPERS},
     }
 
 

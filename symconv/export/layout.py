@@ -4,12 +4,14 @@ Everything the standalone C library needs to know at generation time: which gene
 plans as ``pipeline.compile_network``: ``codegen.lowering.lower`` for convolutions, ``layer_lowering.lower_layer``
 for the other layers and the loss), where each parameter lives in the one flat parameter array, where each
 activation, max-pooling winner and gradient lives in the caller's workspace (byte offsets, aligned), and the kernel
-calls of the forward and backward passes in order, as function names and argument names for the template.
+calls of the forward and backward passes in order, as function names and argument names for the template. A
+transposed convolution runs on its convolution's kernels (without a bias), roles swapped as in
+``runtime.transpose``; its bias and the input widened by output_padding are the library's own loops (``HELPERS``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Optional
 
 from ..codegen.layer_lowering import CrossEntropyOp, LayerOp, LayerPlan, layer_op, loss_op, lower_layer
@@ -20,7 +22,7 @@ from ..symbolic.network import Network
 from ..symbolic.spec import ConvSpec
 from ..symbolic.transpose import ConvTransposeSpec
 
-__all__ = ["PORTABLE_STRATEGIES", "ALIGNMENT", "Buffer", "Param", "Call", "Step", "Library", "plan_library"]
+__all__ = ["PORTABLE_STRATEGIES", "HELPERS", "ALIGNMENT", "Buffer", "Param", "Call", "Step", "Library", "plan_library"]
 
 PORTABLE_STRATEGIES: Final = ("loops", "unrolled")
 """The convolution strategies whose C is plain C99: no vector intrinsics, no OpenMP, no thread argument."""
@@ -160,6 +162,29 @@ def _params(network: Network) -> tuple[Param, ...]:
     return tuple(found)
 
 
+def _bias_free(conv: ConvSpec) -> ConvSpec:
+    """The convolution without its bias: a transposed layer's bias is added to its output, not to the
+    convolution's."""
+    return ConvSpec(conv.input_size, conv.kernel_size, conv.stride, conv.padding_sides, conv.dilation,
+                    in_channels=conv.in_channels, out_channels=conv.out_channels, batch=conv.batch,
+                    flip=conv.flip, groups=conv.groups, bias=False)
+
+
+def _channel_sizes(shape: tuple[int, ...]) -> tuple[str, str, str]:
+    """(batch, channels, pixels per channel) of an NCHW shape, as C arguments."""
+    return str(shape[0]), str(shape[1]), str(shape[2] * shape[3])
+
+
+def _copy_planes(src: str, dst: str, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> Call:
+    """Every channel plane of ``src`` into the top-left corner of ``dst``'s, the rest of ``dst`` zero."""
+    planes = src_shape[0] * src_shape[1]
+    return Call("copy_planes", (src, dst, str(planes), *map(str, src_shape[2:]), *map(str, dst_shape[2:])))
+
+
+HELPERS: Final = ("copy_planes", "add_channel_bias", "sum_channels")
+"""The library's own C functions (``templates/export_network.c.j2``) that transposed convolutions call."""
+
+
 def plan_library(network: Network, dtype: str = "float32", strategy: Optional[str] = None) -> Library:
     """Lay out the library of ``network``: ``strategy`` for every convolution, ``loops`` or ``unrolled`` (None:
     unrolled for small layers, as ``lowering.choose_strategy``, else loops).
@@ -184,12 +209,11 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
     conv_plans: dict[str, KernelPlan] = {}
     layer_plans: dict[str, LayerPlan] = {}
     acts, indices = ["input"], {}
-    ops: list[ConvSpec | LayerOp | None] = []
+    staged: dict[int, str] = {}  # a transposed convolution's input as its convolution's kernels read it
+    ops: list[ConvSpec | ConvTransposeSpec | LayerOp | None] = []
     steps_forward: list[tuple[str, tuple[Call, ...]]] = []
     for i, layer in enumerate(body):  # forward: each layer's output gets its own buffer (backward reads them)
         op = layer_op(layer, shapes[i])
-        if isinstance(op, ConvTransposeSpec):
-            raise ValueError(f"export: layer {i} ({layer.describe()}) is not exported yet (compile it instead)")
         ops.append(op)
         out = f"a{i + 1}"
         if op is None:  # Flatten: a view of the same C-contiguous memory
@@ -198,11 +222,27 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
             continue
         space.take(out, "real", _entries(shapes[i + 1]), f"layer {i} output {shapes[i + 1]}")
         acts.append(out)
-        if isinstance(op, ConvSpec):
-            chosen = choose_strategy(op, None) if strategy is None else strategy
+        if isinstance(op, (ConvSpec, ConvTransposeSpec)):
+            conv = op if isinstance(op, ConvSpec) else _bias_free(op.conv)
+            chosen = choose_strategy(conv, None) if strategy is None else strategy
             chosen = chosen if chosen in PORTABLE_STRATEGIES else "loops"
-            plan = conv_plans.get(kernel_prefix(op, dtype)) or lower(op, dtype, chosen)
+            plan = conv_plans.get(kernel_prefix(conv, dtype)) or lower(conv, dtype, chosen)
             conv_plans[plan.prefix] = plan
+        if isinstance(op, ConvTransposeSpec):
+            staged[i] = acts[i]
+            forward_calls = []
+            if op.excess != (0, 0):  # output_padding >= stride: the convolution's output has rows past the input
+                staged[i] = space.take(f"x{i + 1}", "real", _entries(op.conv.output_shape),
+                                       f"layer {i} input, widened to {op.conv.output_shape} (output_padding)")
+                forward_calls.append(_copy_planes(acts[i], staged[i], op.input_shape, op.conv.output_shape))
+            forward_calls.append(Call(f"{plan.prefix}_grad_input",
+                                      (staged[i], f"params + {where[f'{i}.weight'].macro}", out)))
+            if op.bias:
+                forward_calls.append(Call("add_channel_bias", (out, f"params + {where[f'{i}.bias'].macro}",
+                                                               *_channel_sizes(op.output_shape))))
+            steps_forward.append((plan.prefix, tuple(forward_calls)))
+            continue
+        if isinstance(op, ConvSpec):
             bias = (f"params + {where[f'{i}.bias'].macro}",) if op.bias else ()
             forward = Call(f"{plan.prefix}_forward", (acts[i], f"params + {where[f'{i}.weight'].macro}", *bias, out))
             steps_forward.append((plan.prefix, (forward,)))
@@ -237,6 +277,19 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
             if i == 0:
                 copy = ("input_grad", current, _entries(shapes[0]))
             below = current
+        elif isinstance(op, ConvTransposeSpec):
+            # The convolution's passes, roles swapped: its weight gradient (x = dE/dy, dy = the input), then its
+            # forward for dE/dx, cropped when output_padding widened the input.
+            family, w = f"{steps_forward[i][0]}_", where[f"{i}.weight"].macro
+            calls.append(Call(f"{family}grad_weight", (current, staged[i], f"grads + {w}")))
+            if op.bias:
+                calls.append(Call("sum_channels", (current, f"grads + {where[f'{i}.bias'].macro}",
+                                                   *_channel_sizes(op.output_shape))))
+            if op.excess == (0, 0):
+                calls.append(Call(f"{family}forward", (current, f"params + {w}", below), guard))
+            else:
+                calls += [Call(f"{family}forward", (current, f"params + {w}", staged[i]), guard),
+                          replace(_copy_planes(staged[i], below, op.conv.output_shape, op.input_shape), guard=guard)]
         elif isinstance(op, ConvSpec) or op.kind == "dense":
             family = f"{steps_forward[i][0]}_"
             w = where[f"{i}.weight"].macro
