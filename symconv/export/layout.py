@@ -162,14 +162,6 @@ def _params(network: Network) -> tuple[Param, ...]:
     return tuple(found)
 
 
-def _bias_free(conv: ConvSpec) -> ConvSpec:
-    """The convolution without its bias: a transposed layer's bias is added to its output, not to the
-    convolution's."""
-    return ConvSpec(conv.input_size, conv.kernel_size, conv.stride, conv.padding_sides, conv.dilation,
-                    in_channels=conv.in_channels, out_channels=conv.out_channels, batch=conv.batch,
-                    flip=conv.flip, groups=conv.groups, bias=False)
-
-
 def _channel_sizes(shape: tuple[int, ...]) -> tuple[str, str, str]:
     """(batch, channels, pixels per channel) of an NCHW shape, as C arguments."""
     return str(shape[0]), str(shape[1]), str(shape[2] * shape[3])
@@ -223,7 +215,8 @@ def plan_library(network: Network, dtype: str = "float32", strategy: Optional[st
         space.take(out, "real", _entries(shapes[i + 1]), f"layer {i} output {shapes[i + 1]}")
         acts.append(out)
         if isinstance(op, (ConvSpec, ConvTransposeSpec)):
-            conv = op if isinstance(op, ConvSpec) else _bias_free(op.conv)
+            # a transposed layer's bias is added to its output, not by its convolution's kernels
+            conv = op if isinstance(op, ConvSpec) else op.conv.with_bias(False)
             chosen = choose_strategy(conv, None) if strategy is None else strategy
             chosen = chosen if chosen in PORTABLE_STRATEGIES else "loops"
             plan = conv_plans.get(kernel_prefix(conv, dtype)) or lower(conv, dtype, chosen)

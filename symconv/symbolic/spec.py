@@ -246,8 +246,15 @@ class ConvSpec:
 
     def with_stride(self, stride: IntOrPair) -> "ConvSpec":
         """The same layer with another stride."""
+        return self._with(stride, self.bias)
+
+    def with_bias(self, bias: bool) -> "ConvSpec":
+        """The same layer with or without a bias."""
+        return self._with(self.stride, bias)
+
+    def _with(self, stride: IntOrPair, bias: bool) -> "ConvSpec":
         return ConvSpec(self.input_size, self.kernel_size, stride, self.padding_sides, self.dilation,
-                        self.in_channels, self.out_channels, self.batch, self.flip, self.groups, self.bias)
+                        self.in_channels, self.out_channels, self.batch, self.flip, self.groups, bias)
 
     def _padding_text(self) -> str:
         if self.is_symmetric:
