@@ -18,6 +18,9 @@ GRID = [
     ConvSpec((7, 9), (1, 1), batch=3, in_channels=13, out_channels=11, flip=True),  # partial tiles, 63 pixels
     ConvSpec((1, 3), (1, 1), in_channels=5, out_channels=7),  # fewer pixels than a vector
     ConvSpec((16, 16), (1, 1), batch=2, in_channels=1, out_channels=30, dilation=3),
+    # more than 32 rows read and written: both through scratch, two chunks of an image (the second shorter)
+    ConvSpec((40, 40), (1, 1), batch=2, in_channels=40, out_channels=37),
+    ConvSpec((7, 8), (1, 1), in_channels=3000, out_channels=2),  # a block's panel alone past the scratch budget
 ]
 
 
