@@ -21,6 +21,7 @@ GRID = [
     # more than 32 rows read and written: both through scratch, two chunks of an image (the second shorter)
     ConvSpec((40, 40), (1, 1), batch=2, in_channels=40, out_channels=37),
     ConvSpec((7, 8), (1, 1), in_channels=3000, out_channels=2),  # a block's panel alone past the scratch budget
+    ConvSpec((4, 5), (1, 1), in_channels=20, out_channels=2048),  # the weight gradient's columns in panels
 ]
 
 
