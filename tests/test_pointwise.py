@@ -21,7 +21,10 @@ GRID = [
     # more than 32 rows read and written: both through scratch, two chunks of an image (the second shorter)
     ConvSpec((40, 40), (1, 1), batch=2, in_channels=40, out_channels=37),
     ConvSpec((7, 8), (1, 1), in_channels=3000, out_channels=2),  # a block's panel alone past the scratch budget
-    ConvSpec((4, 5), (1, 1), in_channels=20, out_channels=2048),  # the weight gradient's columns in panels
+    ConvSpec((4, 5), (1, 1), in_channels=20, out_channels=2047),  # the weight gradient's columns in panels
+    # output channels a whole number of vectors: the weight gradient as outer products, partial tiles of columns
+    # and (float64: 6 vectors) two tiles of channels
+    ConvSpec((5, 7), (1, 1), batch=2, in_channels=30, out_channels=48),
 ]
 
 
@@ -64,10 +67,11 @@ def test_every_pass_matches_the_numpy_reference(kernels, spec: ConvSpec, dtype: 
         assert np.all(np.abs(got[name] - expected[name]) <= bound), name
 
 
-def test_the_fused_relu_and_two_threads(kernel_cache) -> None:
+@pytest.mark.parametrize("dtype", ["float32", "float64"])  # the weight gradient as dot products, as outer products
+def test_the_fused_relu_and_two_threads(kernel_cache, dtype: str) -> None:
     spec = GRID[0]
-    k = compile_conv(spec, "float32", "pointwise", fuse_relu=True, cflags=STRICT_CFLAGS, threads=1)
-    a = random_args(spec, "float32", seed=4)
+    k = compile_conv(spec, dtype, "pointwise", fuse_relu=True, cflags=STRICT_CFLAGS, threads=1)
+    a = random_args(spec, dtype, seed=4)
     np.testing.assert_array_equal(k.forward_relu(a["x"], a["w"], a["b"]), np.maximum(k.forward(a["x"], a["w"], a["b"]), 0))
     two = k.with_threads(2)
     for name, value in passes(k, a).items():
