@@ -101,6 +101,25 @@ def test_the_fused_relu_is_max_of_the_forward_pass_and_zero(kernel_cache, spec: 
                                np.maximum(conv2d_forward(spec, a["x"], a["w"], a["b"]), 0), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_infinite_input_gives_infinite_weight_gradients_never_nan(kernels, dtype: str) -> None:
+    """The weight gradient's last interior columns run as an overlapping vector whose repeated lanes are cleared;
+    clearing dy there instead of the products would turn inf into 0 x inf = NaN. An inf at every column of a
+    row in turn: NaN exactly where the reference has NaN (nowhere, all entries positive)."""
+    spec = GRID[2]  # 28 output columns: 11 (float32) or 3 (float64) of them after the whole vectors
+    k = kernels(spec, dtype, "depthwise")
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.5, 1.5, spec.input_shape).astype(dtype)
+    dy = rng.uniform(0.5, 1.5, spec.output_shape).astype(dtype)
+    for column in range(spec.input_size[1]):
+        poisoned = x.copy()
+        poisoned[0, 0, 20, column] = np.inf
+        got = k.grad_weight(poisoned, dy)
+        expected = conv2d_grad_weight(spec, poisoned.astype(np.float64), dy.astype(np.float64))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=f"inf at column {column}")
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=f"inf at column {column}")
+
+
 def test_several_threads_give_the_one_thread_result(kernels) -> None:
     spec = depthwise((56, 56), (3, 3), stride=2, padding=1, channels=6, multiplier=2, batch=2)
     one = kernels(spec, "float32")
